@@ -1,0 +1,76 @@
+"""`GPTConfig`, the shape of a GPT, and the named presets.
+
+A config is a small typed dataclass; presets are data. Training, generation and fine-tuning bring
+their own configs rather than adding fields here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gptlab.errors import ConfigError
+
+POSITION_KINDS = ("learned", "sinusoidal")
+
+
+@dataclass
+class GPTConfig:
+    """The shape of a GPT-2-style decoder-only transformer."""
+
+    vocab_size: int = 50257
+    context_length: int = 1024  # the most tokens the model sees at once (GPT-2's n_positions)
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0  # one rate for embeddings, attention weights and residual branches
+    bias: bool = True  # GPT-2 has biases in every Linear and LayerNorm
+    positions: str = "learned"  # "learned" (GPT-2's wpe) or "sinusoidal" (Vaswani et al. 2017, 3.5)
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.positions not in POSITION_KINDS:
+            raise ConfigError(f"positions must be one of {', '.join(POSITION_KINDS)}, got {self.positions!r}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> GPTConfig:
+        """Build a config from a dict, rejecting keys it does not know (a typo is an error)."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown GPTConfig field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> GPTConfig:
+        """A named preset, with some fields replaced: `GPTConfig.from_preset("gpt2", dropout=0.1)`."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+
+# The four GPT-2 sizes are the shapes of OpenAI's released checkpoints (Radford et al. 2019,
+# table 2). The Shakespeare presets follow nanoGPT's character-level baselines.
+PRESETS: dict[str, dict] = {
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
+    "shakespeare-char": dict(n_layer=6, n_head=6, n_embd=384, context_length=256, dropout=0.2, vocab_size=65),
+    "shakespeare-char-cpu": dict(n_layer=4, n_head=4, n_embd=128, context_length=64, dropout=0.0, vocab_size=65),
+    "tiny": dict(n_layer=2, n_head=2, n_embd=32, context_length=32, vocab_size=64),
+}
