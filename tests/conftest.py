@@ -10,7 +10,11 @@ import pytest
 
 def shared_data_dirs() -> list[Path]:
     """The folders of GPTLAB_DATA (colon-separated) that exist."""
-    return [Path(p) for p in os.environ.get("GPTLAB_DATA", "").split(os.pathsep) if p and Path(p).is_dir()]
+    return [
+        Path(p)
+        for p in os.environ.get("GPTLAB_DATA", "").split(os.pathsep)
+        if p and Path(p).is_dir()
+    ]
 
 
 def shared_file(dataset: str, filename: str) -> Path:
@@ -30,6 +34,19 @@ def tinyshakespeare() -> Path:
 @pytest.fixture
 def gpt2_tokenizer_dir() -> Path:
     return shared_file("gpt2-tokenizer", "vocab.json").parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_gptlab_home(tmp_path_factory):
+    """Module- and session-scoped fixtures (which run before any function-scoped one) write
+    caches into a temporary GPTLAB_HOME too, never into the user's."""
+    previous = os.environ.get("GPTLAB_HOME")
+    os.environ["GPTLAB_HOME"] = str(tmp_path_factory.mktemp("session_gptlab_home"))
+    yield
+    if previous is None:
+        os.environ.pop("GPTLAB_HOME", None)
+    else:
+        os.environ["GPTLAB_HOME"] = previous
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import sys
 from gptlab.errors import GptlabError
 
 # The order here is the order of `gptlab --help`.
-COMMANDS = ["data"]
+COMMANDS = ["train", "sample", "eval", "data"]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `gptlab COMMAND --help` for the options and examples of each command.",
     )
     parser.add_argument("--version", action="version", version=f"gptlab {_version()}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=OneLineErrorParser)
+    subparsers = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=OneLineErrorParser
+    )
     for name in COMMANDS:
         importlib.import_module(f"gptlab.commands.{name}").add_parser(subparsers)
     return parser

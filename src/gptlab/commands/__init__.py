@@ -1,0 +1,1 @@
+"""The `gptlab` subcommands, one module each (see `gptlab.cli`)."""

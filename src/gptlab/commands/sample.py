@@ -1,0 +1,218 @@
+"""`gptlab sample`: generate text from a trained model, streamed to the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXAMPLES = """\
+examples:
+  gptlab sample runs/shakespeare-cpu --prompt "ROMEO:" --max-new-tokens 300
+  gptlab sample runs/shakespeare-cpu --greedy
+  gptlab sample runs/shakespeare-cpu --temperature 0.8 --top-k 40 --num-samples 3 --seed 7
+  gptlab sample runs/shakespeare-cpu --top-p 0.9 --repetition-penalty 1.2 --stop "\\n\\n"
+  gptlab sample runs/shakespeare-cpu --strategy beam --num-beams 4
+  gptlab sample runs/shakespeare-cpu --compare --prompt "KING:"   # several strategies side by side
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sample",
+        help="generate text from a model",
+        description="Generate text from a model, streaming it as it comes. Sampling draws each token "
+        "from the model's distribution (reshaped by temperature, top-k, top-p, min-p); greedy takes "
+        "the most likely token; beam search keeps the N most likely continuations.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help="a run directory written by `gptlab train`")
+    parser.add_argument(
+        "--prompt",
+        default=None,
+        help="text to continue (default: a newline, or GPT-2's <|endoftext|>)",
+    )
+    parser.add_argument(
+        "--num-samples", type=int, default=1, help="how many continuations (default 1)"
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=256,
+        help="tokens to generate per sample (default 256)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1337, help="random seed; sample i uses seed + i (default 1337)"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=["sample", "greedy", "beam"],
+        default="sample",
+        help="decoding strategy (default sample)",
+    )
+    parser.add_argument(
+        "--greedy",
+        action="store_true",
+        help="same as --strategy greedy: always the most likely token",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="divide logits by T: <1 sharper, >1 flatter, 0 greedy (default 1)",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=None, help="sample only among the K most likely tokens"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        help="sample from the smallest set of tokens whose probability reaches P",
+    )
+    parser.add_argument(
+        "--min-p",
+        type=float,
+        default=None,
+        help="drop tokens less likely than P times the most likely one",
+    )
+    parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="make tokens already in the text less likely (>1) (default 1)",
+    )
+    parser.add_argument(
+        "--no-repeat-ngram-size",
+        type=int,
+        default=0,
+        help="never repeat an n-gram of this size (default off)",
+    )
+    parser.add_argument(
+        "--num-beams", type=int, default=4, help="beams for --strategy beam (default 4)"
+    )
+    parser.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="beam score = log-prob / length^penalty (default 1)",
+    )
+    parser.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="beam search stops once num-beams hypotheses are done",
+    )
+    parser.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="stop when this text appears (repeatable; \\n allowed)",
+    )
+    parser.add_argument(
+        "--overflow",
+        choices=["stop", "slide"],
+        default="stop",
+        help="past the context: stop, or slide the window (default stop)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="decode the prompt with greedy, sampling, top-k/top-p and beam, one after another",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="which weights of a run (default best)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    parser.set_defaults(run=run, command="sample")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gptlab.device import resolve_device
+    from gptlab.errors import ConfigError
+    from gptlab.runs import load_run
+
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    base = generation_config(args)  # validates every decoding flag before the model loads
+    device = resolve_device(args.device)
+    model, tokenizer, _ = load_run(args.model, device, args.checkpoint)
+    prompt = args.prompt
+    if prompt is None:
+        prompt = tokenizer.decode([tokenizer.eos_id]) if tokenizer.eos_id is not None else "\n"
+    prompt = prompt.encode().decode("unicode_escape") if "\\" in prompt else prompt
+    if args.compare:
+        for label, config in compare_configs(base):
+            _print_header(label)
+            _stream_one(model, tokenizer, prompt, config)
+        return 0
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            _print_header(f"sample {i + 1} of {args.num_samples}")
+        _stream_one(model, tokenizer, prompt, _replace(base, seed=args.seed + i))
+    return 0
+
+
+def generation_config(args: argparse.Namespace):
+    from gptlab.generation import GenerationConfig
+
+    stops = tuple(s.encode().decode("unicode_escape") for s in args.stop)
+    return GenerationConfig(
+        max_new_tokens=args.max_new_tokens,
+        strategy="greedy" if args.greedy else args.strategy,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+        num_beams=args.num_beams,
+        length_penalty=args.length_penalty,
+        early_stopping=args.early_stopping,
+        stop=stops,
+        seed=args.seed,
+        overflow=args.overflow,
+    )
+
+
+def compare_configs(base) -> list[tuple[str, object]]:
+    """The strategies `--compare` shows, each a variation of the user's settings."""
+    return [
+        ("greedy", _replace(base, strategy="greedy")),
+        (
+            f"sample, temperature {base.temperature}",
+            _replace(base, strategy="sample", top_k=None, top_p=None),
+        ),
+        (
+            "sample, top-k 40, temperature 0.8",
+            _replace(base, strategy="sample", top_k=40, top_p=None, temperature=0.8),
+        ),
+        ("sample, top-p 0.9", _replace(base, strategy="sample", top_k=None, top_p=0.9)),
+        (f"beam search, {base.num_beams} beams", _replace(base, strategy="beam")),
+    ]
+
+
+def _replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def _print_header(label: str) -> None:
+    print(f"\n----- {label} -----", flush=True)
+
+
+def _stream_one(model, tokenizer, prompt: str, config) -> None:
+    from gptlab.generation import stream
+
+    sys.stdout.write(prompt)
+    for piece in stream(model, tokenizer, prompt, config):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()

@@ -1,0 +1,311 @@
+"""`gptlab train`: pretrain a GPT on a text corpus and write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from gptlab.errors import ConfigError
+
+EXAMPLES = """\
+examples:
+  gptlab train --preset shakespeare-char-cpu --out runs/shakespeare-cpu   # ~2 min on 2 CPU cores
+  gptlab train --preset shakespeare-char --out runs/shakespeare           # the default job, for a GPU
+  gptlab train --data my_corpus.txt --tokenizer gpt2 --preset tiny --max-iters 200
+  gptlab train --config train.toml --lr 3e-4
+  gptlab train --resume runs/shakespeare --max-iters 8000
+  torchrun --nproc_per_node=2 -m gptlab train --preset shakespeare-char --out runs/ddp
+"""
+
+# What a preset means for training, beyond the model's shape: the settings of the job it names.
+JOB_DEFAULTS: dict[str, dict] = {
+    "shakespeare-char": dict(tokenizer="char"),
+    "shakespeare-char-cpu": dict(
+        tokenizer="char",
+        max_iters=2000,
+        batch_size=12,
+        eval_iters=20,
+        lr=1e-3,
+        min_lr=1e-4,
+        warmup_iters=100,
+    ),
+    "tiny": dict(
+        tokenizer="char",
+        max_iters=200,
+        batch_size=8,
+        eval_interval=50,
+        eval_iters=5,
+        log_interval=10,
+    ),
+}
+# The GPT-2 shapes train on GPT-2's BPE with GPT-2's optimizer settings (Radford et al. 2019).
+for _name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+    JOB_DEFAULTS[_name] = dict(
+        tokenizer="gpt2", batch_size=12, lr=6e-4, min_lr=6e-5, beta2=0.95, warmup_iters=2000
+    )
+DATA_KEYS = ("data", "tokenizer", "val_fraction")
+
+
+def add_parser(subparsers) -> None:
+    from gptlab.config import PRESETS, GPTConfig
+    from gptlab.training.config import TrainConfig
+
+    parser = subparsers.add_parser(
+        "train",
+        help="pretrain a GPT on a text corpus",
+        description="Train a GPT on a text corpus (TinyShakespeare by default) and write a run directory "
+        "with checkpoints, metrics.jsonl and TensorBoard logs. Settings come from the preset, then "
+        "--config FILE, then the flags.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    S = argparse.SUPPRESS  # flags not given stay out of the namespace, so layering works
+    parser.add_argument(
+        "--preset",
+        default=S,
+        choices=list(PRESETS),
+        help="model shape and job settings (default: shakespeare-char)",
+    )
+    parser.add_argument("--out", default=S, help="run directory to create (default: runs/<preset>)")
+    parser.add_argument(
+        "--resume",
+        default=S,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR where it stopped",
+    )
+    parser.add_argument(
+        "--config",
+        default=S,
+        metavar="FILE",
+        help="TOML or JSON file of settings (flag names as keys)",
+    )
+    parser.add_argument(
+        "--data", default=S, help="a text file or a dataset name (default: tinyshakespeare)"
+    )
+    parser.add_argument(
+        "--tokenizer",
+        default=S,
+        choices=["char", "gpt2"],
+        help="char (built from the corpus) or gpt2 BPE",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        default=S,
+        type=float,
+        help="share of the corpus kept for validation (default 0.1)",
+    )
+    parser.add_argument(
+        "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
+    )
+    model = parser.add_argument_group("model (override the preset)")
+    for field in dataclasses.fields(GPTConfig):
+        _add_field_flag(model, field, GPTConfig)
+    train = parser.add_argument_group("training")
+    for field in dataclasses.fields(TrainConfig):
+        _add_field_flag(train, field, TrainConfig)
+    parser.set_defaults(run=run, command="train")
+
+
+def _add_field_flag(group, field: dataclasses.Field, cls) -> None:
+    flag = "--" + field.name.replace("_", "-")
+    default = field.default
+    if isinstance(default, bool):
+        group.add_argument(
+            flag,
+            default=argparse.SUPPRESS,
+            action=argparse.BooleanOptionalAction,
+            help=f"(default {default})",
+        )
+        return
+    kind = (
+        type(default)
+        if default is not None
+        else (int if field.name in ("patience", "lr_decay_iters") else str)
+    )
+    group.add_argument(
+        flag,
+        default=argparse.SUPPRESS,
+        type=kind,
+        metavar=field.name.upper(),
+        help=f"(default {default})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = vars(args).copy()
+    for key in ("run", "command", "no_tensorboard"):
+        settings.pop(key, None)
+    if "resume" in settings:
+        return _train(
+            settings, resume=Path(settings.pop("resume")), tensorboard=not args.no_tensorboard
+        )
+    return _train(settings, resume=None, tensorboard=not args.no_tensorboard)
+
+
+def load_settings_file(path: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no config file at {path}")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        else:
+            values = json.loads(text)
+    except (ValueError, ModuleNotFoundError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from error
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def split_settings(settings: dict) -> tuple[dict, dict, dict]:
+    """Split flat settings into (model, train, data) dicts, rejecting unknown names."""
+    from gptlab.config import GPTConfig
+    from gptlab.training.config import TrainConfig
+
+    model_keys = {f.name for f in dataclasses.fields(GPTConfig)}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    model, train, data = {}, {}, {}
+    for key, value in settings.items():
+        if key in model_keys:
+            model[key] = value
+        elif key in train_keys:
+            train[key] = value
+        elif key in DATA_KEYS:
+            data[key] = value
+        elif key not in ("preset", "out", "config"):
+            raise ConfigError(f"unknown setting {key!r}")
+    return model, train, data
+
+
+def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
+    import torch
+
+    from gptlab.config import GPTConfig
+    from gptlab.data.text import TokenData, resolve_text
+    from gptlab.device import resolve_device
+    from gptlab.models.gpt import GPT
+    from gptlab.runs import read_run_config, write_run_config
+    from gptlab.tokenizers import get_tokenizer, load_tokenizer
+    from gptlab.training import callbacks as cb
+    from gptlab.training.checkpoint import STATE_FILE, TOKENIZER_DIR, load_trainer_state
+    from gptlab.training.config import TrainConfig
+    from gptlab.training.distributed import init_from_env, shutdown
+    from gptlab.training.trainer import Trainer
+
+    if resume is not None:
+        saved = read_run_config(resume)
+        model_over, train_over, data_over = split_settings(settings)
+        if model_over or data_over or "preset" in settings or "config" in settings:
+            raise ConfigError(
+                "--resume continues a run as it was: only training settings (e.g. --max-iters) may change"
+            )
+        model_cfg = GPTConfig.from_dict(saved["model"])
+        train_cfg = TrainConfig(**{**saved["train"], **train_over})
+        data_cfg = saved["data"]
+        run_dir = resume
+    else:
+        preset = settings.get("preset", "shakespeare-char")
+        layered = dict(JOB_DEFAULTS.get(preset, {}))
+        if "config" in settings:
+            layered.update(load_settings_file(settings["config"]))
+            preset = layered.pop("preset", preset)
+        layered.update(settings)
+        layered.pop("preset", None)
+        model_over, train_over, data_cfg = split_settings(layered)
+        data_cfg = {"data": "tinyshakespeare", "tokenizer": "char", "val_fraction": 0.1, **data_cfg}
+        train_cfg = TrainConfig(**train_over)
+        run_dir = Path(settings.get("out", f"runs/{preset}"))
+        if (run_dir / STATE_FILE).exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out"
+            )
+
+    device = resolve_device(train_cfg.device)
+    group = init_from_env(device.type)
+    if group.enabled and device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
+
+    text_path = resolve_text(data_cfg["data"])
+    if resume is not None:
+        tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
+    else:
+        tokenizer = get_tokenizer(data_cfg["tokenizer"], text=text_path.read_text(encoding="utf-8"))
+        model_cfg = GPTConfig.from_preset(
+            preset, **{**model_over, "vocab_size": tokenizer.vocab_size}
+        )
+    data = TokenData.from_file(text_path, tokenizer, val_fraction=data_cfg["val_fraction"])
+    block = model_cfg.context_length
+    data.split_range("train", block)  # fail now, with a clear message, if the corpus is too short
+    if train_cfg.eval_interval:
+        data.split_range("val", block)
+
+    torch.manual_seed(train_cfg.seed)
+    model = GPT(model_cfg)
+
+    callbacks = []
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume is None:
+            tokenizer.save(run_dir / TOKENIZER_DIR)
+        write_run_config(run_dir, model_cfg, train_cfg.to_dict(), data_cfg)
+        callbacks = [
+            cb.ProgressBar(),
+            cb.MetricsLog(run_dir / "metrics.jsonl"),
+            cb.Checkpointer(run_dir),
+        ]
+        if tensorboard:
+            callbacks.append(cb.TensorBoard(run_dir / "tensorboard"))
+        if train_cfg.patience:
+            callbacks.append(cb.EarlyStopping(train_cfg.patience))
+    elif train_cfg.patience:
+        callbacks = [cb.EarlyStopping(train_cfg.patience)]  # every process must stop together
+
+    trainer = Trainer(
+        model,
+        train_cfg,
+        train_batch=lambda step, index: data.train_batch(
+            step, index, train_cfg.batch_size, block, train_cfg.seed, device
+        ),
+        eval_batches=(
+            (
+                lambda: data.eval_batches(
+                    "val", train_cfg.batch_size, block, train_cfg.eval_iters, device
+                )
+            )
+            if train_cfg.eval_interval
+            else None
+        ),
+        device=device,
+        callbacks=callbacks,
+        group=group,
+    )
+    if resume is not None:
+        trainer.load_state_dict(load_trainer_state(run_dir / STATE_FILE))
+    if group.is_main:
+        print(
+            f"training {model.num_params() / 1e6:.2f}M parameters on {device} ({trainer.dtype}), "
+            f"{len(data.train):,} train / {len(data.val):,} val tokens, {train_cfg.max_iters} steps -> {run_dir}",
+            file=sys.stderr,
+        )
+    started = time.perf_counter()
+    try:
+        trainer.fit()
+    finally:
+        shutdown(group)
+    if group.is_main:
+        best = (
+            f"best val loss {trainer.best_val_loss:.4f}, "
+            if trainer.best_val_loss < float("inf")
+            else ""
+        )
+        print(
+            f"done: {trainer.step} steps, {best}{time.perf_counter() - started:.1f} s; run directory {run_dir}",
+            file=sys.stderr,
+        )
+    return 0

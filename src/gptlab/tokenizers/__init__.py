@@ -1,0 +1,29 @@
+"""Tokenizers: text to token ids and back, behind one small interface (`Tokenizer`).
+
+- `CharTokenizer`: one id per character of a corpus (65 for TinyShakespeare), as in nanoGPT.
+- `GPT2Tokenizer`: GPT-2's byte-level BPE on the Rust `tokenizers` library; ids exactly GPT-2's.
+- `ByteLevelBPE`: the same algorithm from scratch, with training, written to be read.
+
+`get_tokenizer("gpt2")` makes one by name; `tokenizer.save(folder)` and `load_tokenizer(folder)`
+store one with a model.
+"""
+
+from gptlab.tokenizers.base import Tokenizer
+from gptlab.tokenizers.bpe import ByteLevelBPE, bytes_to_unicode, pretokenize
+from gptlab.tokenizers.bpe_files import END_OF_TEXT
+from gptlab.tokenizers.char import CharTokenizer
+from gptlab.tokenizers.gpt2 import GPT2_NAMES, GPT2Tokenizer
+from gptlab.tokenizers.loading import get_tokenizer, load_tokenizer
+
+__all__ = [
+    "END_OF_TEXT",
+    "GPT2_NAMES",
+    "ByteLevelBPE",
+    "CharTokenizer",
+    "GPT2Tokenizer",
+    "Tokenizer",
+    "bytes_to_unicode",
+    "get_tokenizer",
+    "load_tokenizer",
+    "pretokenize",
+]

@@ -1,0 +1,39 @@
+"""Getting a tokenizer: by name for a new run, or from the folder a run saved it in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gptlab.errors import TokenizerError
+from gptlab.tokenizers.base import Tokenizer, read_config
+from gptlab.tokenizers.bpe import ByteLevelBPE
+from gptlab.tokenizers.char import CharTokenizer
+from gptlab.tokenizers.gpt2 import GPT2_NAMES, GPT2Tokenizer
+
+TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {
+    tokenizer_class.kind: tokenizer_class
+    for tokenizer_class in (CharTokenizer, GPT2Tokenizer, ByteLevelBPE)
+}
+
+
+def get_tokenizer(name: str, text: str | None = None) -> Tokenizer:
+    """A tokenizer by name: "char" (built from `text`) or "gpt2" (also any GPT-2 model name, e.g. "gpt2-xl")."""
+    if name == "char":
+        if text is None:
+            raise TokenizerError(
+                'the "char" tokenizer is built from a text: pass the corpus it will encode'
+            )
+        return CharTokenizer.from_text(text)
+    if name in GPT2_NAMES:
+        return GPT2Tokenizer.from_pretrained(name)
+    raise TokenizerError(f'unknown tokenizer {name!r}: choose "char" or "gpt2"')
+
+
+def load_tokenizer(directory: str | Path) -> Tokenizer:
+    """The tokenizer saved in `directory`, of whichever kind its `tokenizer_config.json` names."""
+    kind = read_config(directory)["kind"]
+    if kind not in TOKENIZER_KINDS:
+        raise TokenizerError(
+            f"{Path(directory)} holds a tokenizer of unknown kind {kind!r}; known kinds: {', '.join(TOKENIZER_KINDS)}"
+        )
+    return TOKENIZER_KINDS[kind].load(directory)

@@ -1,0 +1,55 @@
+"""`TrainConfig`: how to train. Kept free of torch so `gptlab train --help` answers at once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gptlab.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """How to train: optimizer, schedule, evaluation and precision."""
+
+    max_iters: int = 5000
+    batch_size: int = 64
+    grad_accum: int = 1  # micro-batches per optimizer step (per process)
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # None: decay until max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 turns clipping off
+    eval_interval: int = 250  # 0 turns evaluation off
+    eval_iters: int = 200  # batches per evaluation
+    patience: int | None = None  # stop after this many evaluations without a better val loss
+    log_interval: int = 10
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
+    compile: bool = False
+
+    def __post_init__(self):
+        positive = ("max_iters", "batch_size", "grad_accum", "log_interval", "eval_iters")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("warmup_iters", "eval_interval", "weight_decay", "grad_clip", "min_lr"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be at least 1, got {self.patience}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(f"betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.dtype == "float16":
+            raise ConfigError(
+                "float16 training needs loss scaling, which gptlab does not do: use --dtype bfloat16"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,44 @@
+"""The optimizer and the learning-rate schedule.
+
+AdamW with weight decay on matrices only: decaying biases and LayerNorm gains pulls them towards
+zero for no benefit (they do not multiply inputs in a way that overfits), so every parameter of
+fewer than two dimensions goes in a group without decay (as in GPT-2 and nanoGPT).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: 2-D and larger parameters decay, the rest (biases, norms) do not."""
+    params = [p for p in model.parameters() if p.requires_grad]  # shared (tied) tensors once
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def make_adamw(
+    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], device_type: str
+) -> torch.optim.AdamW:
+    """AdamW over `param_groups`, using the fused CUDA kernel where there is one (one launch for
+    all parameters instead of several per tensor)."""
+    fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+    extra = {"fused": True} if fused else {}
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, **extra)
+
+
+def cosine_schedule(step: int, lr: float, min_lr: float, warmup: int, decay_steps: int) -> float:
+    """Linear warmup to `lr` over `warmup` steps, cosine decay to `min_lr` at `decay_steps`,
+    then flat at `min_lr` (Loshchilov & Hutter 2017, without restarts)."""
+    if step < warmup:
+        return lr * (step + 1) / (warmup + 1)
+    if step >= decay_steps:
+        return min_lr
+    progress = (step - warmup) / max(1, decay_steps - warmup)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)

@@ -1,0 +1,251 @@
+"""The training loop. It knows nothing about GPT.
+
+It needs a model, a function that gives training batches, optionally a function that gives
+evaluation batches, and a loss function; it runs AdamW with warmup and cosine decay, gradient
+accumulation and clipping, bf16 autocast and DDP, and reports to callbacks, which add the
+progress bar, TensorBoard, the metrics file, checkpoints and early stopping.
+
+Training batches are asked for by `(step, index)`, never drawn from a running iterator: the
+same step always gets the same data, which is what makes resuming and multi-process training
+exact. Process `rank` of `world_size` takes micro-batch `micro * world_size + rank`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from gptlab.device import resolve_dtype
+from gptlab.errors import ConfigError
+from gptlab.training.config import TrainConfig
+from gptlab.training.distributed import ProcessGroup, mean_across
+from gptlab.training.optim import cosine_schedule, make_adamw
+
+Batch = tuple[torch.Tensor, ...]
+
+
+def default_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """For models called as `model(inputs, targets)` that return `(logits, loss)` or a loss."""
+    out = model(*batch)
+    return out[1] if isinstance(out, tuple) else out
+
+
+class Callback:
+    """Hooks the trainer calls; override the ones you need."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, metrics: dict) -> None: ...
+
+    def on_log(self, trainer: Trainer, metrics: dict) -> None: ...
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict, improved: bool) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        train_batch: Callable[[int, int], Batch],
+        eval_batches: Callable[[], Iterable[Batch]] | None = None,
+        *,
+        device: torch.device,
+        loss_fn: Callable[[nn.Module, Batch], torch.Tensor] = default_loss,
+        callbacks: Iterable[Callback] = (),
+        group: ProcessGroup | None = None,
+        count_items: Callable[[Batch], int] = lambda batch: batch[0].numel(),
+    ):
+        self.config = config
+        self.device = device
+        self.raw_model = model.to(device)  # what is saved and evaluated
+        self.train_batch = train_batch
+        self.eval_batches = eval_batches
+        self.loss_fn = loss_fn
+        self.callbacks = list(callbacks)
+        self.group = group or ProcessGroup()
+        self.count_items = count_items
+        self.dtype = resolve_dtype(config.dtype, device)
+        self.optimizer = make_adamw(
+            model, config.lr, config.weight_decay, (config.beta1, config.beta2), device.type
+        )
+        self.model = torch.compile(model) if config.compile else model
+        if self.group.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(
+                self.model, device_ids=[self.group.local_rank] if device.type == "cuda" else None
+            )
+        self.step = 0  # the next step to take
+        self.best_val_loss = math.inf
+        self.evals_without_improvement = 0
+        self.last_eval_step = -1
+        self.elapsed = 0.0  # training seconds, carried across resumes
+        self.should_stop = False
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        cfg = self.config
+        self.raw_model.train()
+        self._call("on_train_begin")
+        started = time.perf_counter() - self.elapsed
+        window_start, window_items = time.perf_counter(), 0
+        while self.step < cfg.max_iters and not self.should_stop:
+            if self._eval_due():
+                self.elapsed = time.perf_counter() - started
+                self.evaluate()
+                if self.should_stop:
+                    break
+                window_start = time.perf_counter()  # do not count evaluation time as training
+            lr = self.learning_rate(self.step)
+            loss, grad_norm, items = self.train_step(lr)
+            self.step += 1
+            window_items += items
+            self.elapsed = time.perf_counter() - started
+            metrics = {"step": self.step, "lr": lr}
+            self._call("on_step_end", metrics)
+            if self.step % cfg.log_interval == 0 or self.step == cfg.max_iters:
+                loss = mean_across(loss, self.group).item()  # the only host sync of the step
+                now = time.perf_counter()
+                metrics.update(
+                    split="train",
+                    loss=loss,
+                    perplexity=_perplexity(loss),
+                    grad_norm=float(grad_norm),
+                    tokens_per_sec=window_items / max(now - window_start, 1e-9),
+                    elapsed=self.elapsed,
+                )
+                window_start, window_items = now, 0
+                self._call("on_log", metrics)
+        if (
+            not self.should_stop
+            and self.eval_batches is not None
+            and cfg.eval_interval
+            and self.last_eval_step != self.step
+        ):
+            self.evaluate()
+        self._call("on_train_end")
+
+    def learning_rate(self, step: int) -> float:
+        cfg = self.config
+        decay = cfg.max_iters if cfg.lr_decay_iters is None else cfg.lr_decay_iters
+        return cosine_schedule(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay)
+
+    def train_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One optimizer step over `grad_accum` micro-batches; returns (mean loss, grad norm, items)."""
+        cfg = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = torch.zeros((), device=self.device)
+        items = 0
+        for micro in range(cfg.grad_accum):
+            batch = self.train_batch(self.step, micro * self.group.world_size + self.rank)
+            items += self.count_items(batch) * self.group.world_size
+            last = micro == cfg.grad_accum - 1
+            # DDP averages gradients across processes in backward; only the last micro-batch
+            # of a step needs that, the others just accumulate locally.
+            sync = nullcontext() if last or not self.group.enabled else self.model.no_sync()
+            with sync, self.autocast():
+                loss = self.loss_fn(self.model, batch) / cfg.grad_accum
+            loss.backward()
+            total += loss.detach()
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), max_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, grad_norm, items
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Mean loss over the evaluation batches, reported to callbacks with perplexity."""
+        self.raw_model.eval()
+        losses = []
+        for batch in self.eval_batches():
+            with self.autocast():
+                losses.append(self.loss_fn(self.raw_model, batch).float())
+        self.raw_model.train()
+        if not losses:
+            raise ConfigError("the evaluation data gave no batches")
+        loss = torch.stack(losses).mean().item()
+        improved = loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.evals_without_improvement = loss, 0
+        else:
+            self.evals_without_improvement += 1
+        self.last_eval_step = self.step
+        metrics = {
+            "step": self.step,
+            "split": "val",
+            "loss": loss,
+            "perplexity": _perplexity(loss),
+            "lr": self.learning_rate(self.step),
+            "elapsed": self.elapsed,
+        }
+        self._call("on_eval_end", metrics, improved)
+        return metrics
+
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def rank(self) -> int:
+        return self.group.rank
+
+    def _eval_due(self) -> bool:
+        every = self.config.eval_interval
+        return bool(
+            self.eval_batches
+            and every
+            and self.step % every == 0
+            and self.last_eval_step != self.step
+        )
+
+    def _call(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    # -- resuming -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything `load_state_dict` needs to continue exactly where this run stands."""
+        state = {
+            "step": self.step,
+            "model": {k: v.detach().cpu() for k, v in self.raw_model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "best_val_loss": self.best_val_loss,
+            "evals_without_improvement": self.evals_without_improvement,
+            "last_eval_step": self.last_eval_step,
+            "elapsed": self.elapsed,
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        from gptlab.training.checkpoint import load_state_into
+
+        load_state_into(self.raw_model, state["model"], source="trainer_state.pt")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = state["step"]
+        self.best_val_loss = state["best_val_loss"]
+        self.evals_without_improvement = state["evals_without_improvement"]
+        self.last_eval_step = state["last_eval_step"]
+        self.elapsed = state["elapsed"]
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
