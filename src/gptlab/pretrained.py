@@ -7,7 +7,9 @@ is the layout of the projections: GPT-2 stores them as `Conv1D` with weights (in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 from torch import Tensor
 
@@ -15,7 +17,12 @@ from gptlab.config import GPTConfig
 from gptlab.errors import CheckpointError
 
 # The Conv1D weights of a GPT-2 block, which nn.Linear stores transposed.
-CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+CONV1D_SUFFIXES = (
+    "attn.c_attn.weight",
+    "attn.c_proj.weight",
+    "mlp.c_fc.weight",
+    "mlp.c_proj.weight",
+)
 # Buffers older transformers versions keep in the state dict: a causal mask and a constant.
 HF_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -25,12 +32,18 @@ def config_from_hf(hf_config) -> GPTConfig:
     values = hf_config if isinstance(hf_config, Mapping) else hf_config.to_dict()
     model_type = values.get("model_type", "gpt2")
     if model_type != "gpt2":
-        raise CheckpointError(f"expected a GPT-2 checkpoint (model_type 'gpt2'), got model_type {model_type!r}")
+        raise CheckpointError(
+            f"expected a GPT-2 checkpoint (model_type 'gpt2'), got model_type {model_type!r}"
+        )
     activation = values.get("activation_function", "gelu_new")
     if activation not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise CheckpointError(f"gptlab's GPT uses GPT-2's tanh GELU; this checkpoint uses {activation!r}")
+        raise CheckpointError(
+            f"gptlab's GPT uses GPT-2's tanh GELU; this checkpoint uses {activation!r}"
+        )
     if values.get("n_inner") not in (None, 4 * values["n_embd"]):
-        raise CheckpointError(f"gptlab's GPT has a 4x MLP; this checkpoint has n_inner={values['n_inner']}")
+        raise CheckpointError(
+            f"gptlab's GPT has a 4x MLP; this checkpoint has n_inner={values['n_inner']}"
+        )
     return GPTConfig(
         vocab_size=values["vocab_size"],
         context_length=values["n_positions"],
@@ -45,7 +58,9 @@ def config_from_hf(hf_config) -> GPTConfig:
 def config_to_hf(config: GPTConfig) -> dict:
     """The `config.json` values of a transformers `GPT2Config` with the shape of `config`."""
     if config.positions != "learned" or not config.bias:
-        raise CheckpointError("only GPT-2's own architecture (learned positions, biases) exports to GPT-2 format")
+        raise CheckpointError(
+            "only GPT-2's own architecture (learned positions, biases) exports to GPT-2 format"
+        )
     return {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -86,5 +101,143 @@ def state_dict_to_hf(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     for name, tensor in state.items():
         if name == "lm_head.weight":
             continue
-        hf_state[f"transformer.{name}"] = tensor.t().contiguous() if name.endswith(CONV1D_SUFFIXES) else tensor
+        hf_state[f"transformer.{name}"] = (
+            tensor.t().contiguous() if name.endswith(CONV1D_SUFFIXES) else tensor
+        )
     return hf_state
+
+
+# -- loading ------------------------------------------------------------------------------
+
+HUB_NAMES = {
+    "gpt2": "openai-community/gpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+}
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def hub_folder(name: str) -> Path:
+    """Download (or find in the Hugging Face cache) the files of a GPT-2 checkpoint on the hub.
+
+    Honours HF_HUB_OFFLINE and HF_HOME like every Hugging Face tool.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo = HUB_NAMES.get(name, name)
+    try:
+        return Path(
+            snapshot_download(
+                repo,
+                allow_patterns=["config.json", "model.safetensors", "vocab.json", "merges.txt"],
+            )
+        )
+    except LocalEntryNotFoundError as error:
+        raise CheckpointError(
+            f"cannot download {repo} from the Hugging Face hub (offline?) and it is not in the local cache; "
+            f"download it where there is a network, or pass a local folder"
+        ) from error
+    except (HfHubHTTPError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot get {repo} from the Hugging Face hub: {error}") from error
+
+
+def is_hf_folder(path: Path) -> bool:
+    config = path / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(config.read_text())
+    except json.JSONDecodeError:
+        return False
+
+
+def load_hf_folder(folder: str | Path):
+    """gptlab's GPT with the weights of a Hugging Face GPT-2 folder (config.json + weights)."""
+    from gptlab.models.gpt import GPT
+    from gptlab.training.checkpoint import load_state_into
+
+    folder = Path(folder)
+    config = config_from_hf(json.loads((folder / "config.json").read_text()))
+    weights = next((folder / name for name in HF_WEIGHT_FILES if (folder / name).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{folder} has no {' or '.join(HF_WEIGHT_FILES)}")
+    model = GPT(config)
+    load_state_into(model, state_dict_from_hf(_read_weights(weights)), source=str(weights))
+    return model
+
+
+def _read_weights(path: Path) -> dict[str, Tensor]:
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors and torch raise several kinds for a corrupt file
+        raise CheckpointError(f"cannot read {path}: {error}") from error
+
+
+def load_model(spec: str | Path, device="cpu", checkpoint: str = "best"):
+    """A model and its tokenizer from a run directory, a Hugging Face folder, or a model name.
+
+    Returns (model in eval mode, tokenizer, info dict with "source" and "kind"); `checkpoint`
+    picks the best or last weights of a run directory.
+    """
+    from gptlab.runs import load_run
+    from gptlab.tokenizers import GPT2Tokenizer
+
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "config.json").is_file() and not is_hf_folder(path):
+        model, tokenizer, config = load_run(path, device, checkpoint)
+        return model, tokenizer, {"source": str(path), "kind": "run", "config": config}
+    if path.is_dir():
+        if not is_hf_folder(path):
+            raise CheckpointError(
+                f"{path} is neither a gptlab run directory nor a Hugging Face GPT-2 folder"
+            )
+        folder, kind = path, "hf-folder"
+    elif str(spec) in HUB_NAMES or str(spec).startswith("openai-community/") or "/" in str(spec):
+        folder, kind = hub_folder(str(spec)), "hub"
+    else:
+        raise CheckpointError(
+            f"{spec} is not a run directory, a Hugging Face folder or a model name ({', '.join(HUB_NAMES)})"
+        )
+    model = load_hf_folder(folder)
+    has_tokenizer = (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file()
+    tokenizer = GPT2Tokenizer.from_pretrained(str(folder) if has_tokenizer else "gpt2")
+    return (
+        model.to(device).eval(),
+        tokenizer,
+        {"source": str(spec), "kind": kind, "folder": str(folder)},
+    )
+
+
+# -- exporting ----------------------------------------------------------------------------
+
+
+def export_hf(model, tokenizer, out: str | Path) -> Path:
+    """Write a folder that transformers' GPT2LMHeadModel (and GPT2TokenizerFast, for a GPT-2
+    tokenizer) load with `from_pretrained`."""
+    from safetensors.torch import save_file
+
+    from gptlab.atomic import atomic_path
+    from gptlab.training.checkpoint import unique_state_dict, write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    hf_config = config_to_hf(model.config)
+    if tokenizer.eos_id is None:
+        hf_config.update(bos_token_id=None, eos_token_id=None)
+    write_json(out / "config.json", hf_config)
+    state = {
+        name: t.detach().cpu().contiguous()
+        for name, t in state_dict_to_hf(unique_state_dict(model)).items()
+    }
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    tokenizer.save(out)
+    return out

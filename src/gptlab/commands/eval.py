@@ -23,7 +23,9 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "model", metavar="RUN_DIR", help="a run directory written by `gptlab train`"
+        "model",
+        metavar="MODEL",
+        help="a run directory, a Hugging Face GPT-2 folder, or a model name (gpt2, ...)",
     )
     parser.add_argument(
         "--data",
@@ -48,17 +50,21 @@ def run(args: argparse.Namespace) -> int:
     from gptlab.device import resolve_device
     from gptlab.errors import ConfigError
     from gptlab.evaluation import perplexity
-    from gptlab.runs import load_run
+    from gptlab.pretrained import load_model
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     device = resolve_device(args.device)
-    model, tokenizer, config = load_run(args.model, device, args.checkpoint)
+    model, tokenizer, info = load_model(args.model, device, args.checkpoint)
     if args.data:
         source = str(resolve_text(args.data))
         tokens = tokenize_corpus(resolve_text(args.data), tokenizer)
+    elif "data" not in info.get("config", {}).get("data", {}):
+        raise ConfigError(
+            f"{args.model} has no training data to take a validation split from: pass --data FILE"
+        )
     else:
-        data = config["data"]
+        data = info["config"]["data"]
         source = f"{data['data']} (validation split)"
         tokens = TokenData.from_file(
             resolve_text(data["data"]), tokenizer, data.get("val_fraction", 0.1)

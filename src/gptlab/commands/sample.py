@@ -26,7 +26,11 @@ def add_parser(subparsers) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", metavar="MODEL", help="a run directory written by `gptlab train`")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a run directory, a Hugging Face GPT-2 folder, or a model name (gpt2, gpt2-medium, ...)",
+    )
     parser.add_argument(
         "--prompt",
         default=None,
@@ -133,7 +137,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from gptlab.device import resolve_device
     from gptlab.errors import ConfigError
-    from gptlab.runs import load_run
+    from gptlab.pretrained import load_model
 
     if args.num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     base = generation_config(args)  # validates every decoding flag before the model loads
     device = resolve_device(args.device)
-    model, tokenizer, _ = load_run(args.model, device, args.checkpoint)
+    model, tokenizer, _ = load_model(args.model, device, args.checkpoint)
     prompt = args.prompt
     if prompt is None:
         prompt = tokenizer.decode([tokenizer.eos_id]) if tokenizer.eos_id is not None else "\n"

@@ -21,7 +21,11 @@ from gptlab.errors import ContextLengthError
 from gptlab.nn.attention import KVCache, attention_mask, causal_mask
 from gptlab.nn.blocks import GPTBlock
 from gptlab.nn.layers import LayerNorm
-from gptlab.nn.position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, TokenEmbedding
+from gptlab.nn.position import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+)
 
 IGNORE_INDEX = -100  # targets with this value add nothing to the loss (as in F.cross_entropy)
 
@@ -38,7 +42,8 @@ class GPT(nn.Module):
             self.wpe = SinusoidalPositionalEncoding(config.context_length, C)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(
-            GPTBlock(C, config.n_head, config.dropout, config.bias, config.layer_norm_eps) for _ in range(config.n_layer)
+            GPTBlock(C, config.n_head, config.dropout, config.bias, config.layer_norm_eps)
+            for _ in range(config.n_layer)
         )
         self.ln_f = LayerNorm(C, bias=config.bias, eps=config.layer_norm_eps)
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
@@ -85,16 +90,22 @@ class GPT(nn.Module):
         """
         B, T = idx.shape
         if kv_cache is None:
-            if T > self.config.context_length:
+            if self.config.context_length < T:
                 raise ContextLengthError(
                     f"a sequence of {T} tokens is longer than the model's context of {self.config.context_length}"
                 )
-            mask = None if padding_mask is None else attention_mask(causal_mask(T, device=idx.device), padding_mask)
+            mask = (
+                None
+                if padding_mask is None
+                else attention_mask(causal_mask(T, device=idx.device), padding_mask)
+            )
             if input_pos is None:
                 input_pos = torch.arange(T, device=idx.device)
         else:
             slots = torch.arange(kv_cache[0].max_length, device=idx.device)
-            mask = attention_mask(slots[None, :] <= input_pos[:, None], padding_mask)  # (B|1, 1, T, S)
+            mask = attention_mask(
+                slots[None, :] <= input_pos[:, None], padding_mask
+            )  # (B|1, 1, T, S)
         if positions is None:
             positions = input_pos
         x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, T, C)
@@ -107,10 +118,15 @@ class GPT(nn.Module):
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=IGNORE_INDEX)
+            # In float32 whatever the model's dtype, as transformers does: a bfloat16 loss near 10
+            # is rounded to steps of 0.0625. (Under autocast, cross_entropy upcasts anyway.)
+            logits_2d = logits.view(-1, logits.size(-1)).float()  # (B*T, V)
+            loss = F.cross_entropy(logits_2d, targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
-    def new_kv_cache(self, batch_size: int, max_length: int | None = None, dtype=None, device=None) -> list[KVCache]:
+    def new_kv_cache(
+        self, batch_size: int, max_length: int | None = None, dtype=None, device=None
+    ) -> list[KVCache]:
         """One preallocated KV cache per layer, for decoding up to `max_length` positions."""
         max_length = self.config.context_length if max_length is None else max_length
         if max_length > self.config.context_length:
@@ -120,7 +136,14 @@ class GPT(nn.Module):
         weight = self.lm_head.weight
         c = self.config
         return [
-            KVCache(batch_size, max_length, c.n_head, c.head_size, dtype or weight.dtype, device or weight.device)
+            KVCache(
+                batch_size,
+                max_length,
+                c.n_head,
+                c.head_size,
+                dtype or weight.dtype,
+                device or weight.device,
+            )
             for _ in range(c.n_layer)
         ]
 
@@ -134,6 +157,14 @@ class GPT(nn.Module):
         if non_embedding:
             n -= sum(p.numel() for p in self.wpe.parameters())
         return n
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device="cpu") -> GPT:
+        """GPT-2 weights from the Hugging Face hub ("gpt2" ... "gpt2-xl"), a Hugging Face folder,
+        or a gptlab run directory; `gptlab.pretrained.load_model` also returns the tokenizer."""
+        from gptlab.pretrained import load_model
+
+        return load_model(name_or_path, device)[0]
 
     def crop_context(self, context_length: int) -> None:
         """Shrink the context window of a built model (e.g. a pretrained 1024 to 256)."""

@@ -62,6 +62,8 @@ def _read_merges(path: Path) -> list[Merge]:
 
 def check_vocab_and_merges(vocab: dict[str, int], merges: list[Merge], source: str) -> None:
     """Raise TokenizerError unless the ids are 0..n-1 and every merge joins and makes known tokens."""
+    if not vocab:
+        raise TokenizerError(f"{source}: the vocabulary is empty")
     if sorted(vocab.values()) != list(range(len(vocab))):
         raise TokenizerError(f"{source}: token ids should be 0..{len(vocab) - 1}, each used once")
     for rank, (left, right) in enumerate(merges):

@@ -1,0 +1,126 @@
+"""`gptlab export`, `gptlab import` and `gptlab info`: move models between gptlab and the
+Hugging Face GPT-2 format, and describe one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXPORT_EXAMPLES = """\
+examples:
+  gptlab export runs/shakespeare --out exported/shakespeare
+  python -c "from transformers import GPT2LMHeadModel; GPT2LMHeadModel.from_pretrained('exported/shakespeare')"
+"""
+IMPORT_EXAMPLES = """\
+examples:
+  gptlab import gpt2 --out runs/gpt2                 # from the Hugging Face hub
+  gptlab import path/to/hf_gpt2_folder --out runs/mine
+"""
+INFO_EXAMPLES = """\
+examples:
+  gptlab info runs/shakespeare
+  gptlab info gpt2-medium
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a run as a Hugging Face GPT-2 folder",
+        description="Write a folder that transformers' GPT2LMHeadModel.from_pretrained (and, for the "
+        "GPT-2 tokenizer, GPT2TokenizerFast.from_pretrained) load, with the same logits.",
+        epilog=EXPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model", metavar="RUN_DIR", help="a run directory, Hugging Face folder or model name"
+    )
+    parser.add_argument("--out", required=True, help="folder to write")
+    parser.set_defaults(run=run_export, command="export")
+
+    parser = subparsers.add_parser(
+        "import",
+        help="make a run directory from a Hugging Face GPT-2 checkpoint",
+        description="Make a gptlab run directory from a GPT-2 checkpoint: a model name on the Hugging "
+        "Face hub (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a local Hugging Face folder.",
+        epilog=IMPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model", metavar="NAME_OR_DIR", help="a model name or a Hugging Face folder"
+    )
+    parser.add_argument("--out", required=True, help="run directory to create")
+    parser.set_defaults(run=run_import, command="import")
+
+    parser = subparsers.add_parser(
+        "info",
+        help="describe a model: shape, parameters, size",
+        description="Print a model's configuration (layers, heads, width, context, vocabulary), its "
+        "parameter count and its size on disk.",
+        epilog=INFO_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model", metavar="MODEL", help="a run directory, Hugging Face folder or model name"
+    )
+    parser.set_defaults(run=run_info, command="info")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from gptlab.pretrained import export_hf, load_model
+
+    model, tokenizer, _ = load_model(args.model)
+    out = export_hf(model, tokenizer, args.out)
+    note = (
+        ""
+        if tokenizer.kind == "gpt2"
+        else f" (its {tokenizer.kind} tokenizer is gptlab's own: load it with gptlab)"
+    )
+    print(f"wrote {out}: GPT2LMHeadModel.from_pretrained({str(out)!r}) loads it{note}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from gptlab.errors import ConfigError
+    from gptlab.pretrained import load_model
+    from gptlab.runs import write_run_config
+    from gptlab.training.checkpoint import MODEL_FILE, STATE_FILE, TOKENIZER_DIR, save_weights
+
+    out = Path(args.out)
+    if (out / MODEL_FILE).exists() or (out / STATE_FILE).exists():
+        raise ConfigError(f"{out} already holds a model; choose another --out")
+    model, tokenizer, info = load_model(args.model)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out / MODEL_FILE, {"source": info["source"]})
+    tokenizer.save(out / TOKENIZER_DIR)
+    write_run_config(out, model.config, train={}, data={"imported_from": info["source"]})
+    print(f"wrote run directory {out} ({model.num_params():,} parameters) from {info['source']}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from gptlab.pretrained import load_model
+
+    model, tokenizer, info = load_model(args.model)
+    c = model.config
+    folder = Path(info.get("folder", info["source"]))
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    rows = [
+        ("source", f"{info['source']} ({info['kind']})"),
+        ("layers", c.n_layer),
+        ("heads", f"{c.n_head} (head size {c.head_size})"),
+        ("width", c.n_embd),
+        ("context", c.context_length),
+        ("vocabulary", f"{c.vocab_size:,} ({tokenizer.kind} tokenizer)"),
+        ("positions", c.positions),
+        ("dropout", c.dropout),
+        (
+            "parameters",
+            f"{model.num_params():,} ({model.num_params() / 1e6:.1f}M; tied embedding counted once)",
+        ),
+        ("size on disk", f"{size / 2**20:,.1f} MiB" if size else "n/a"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
