@@ -11,9 +11,12 @@ The issue's targets:
 
 from __future__ import annotations
 
+import time
+
+PROCESS_START = time.perf_counter()
+
 import argparse
 import math
-import time
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +92,8 @@ def train(name: str, model, loss_fn, data, config: TrainConfig, block: int, devi
     seconds = time.perf_counter() - start
     best = min(loss for _, loss, _ in recorder.val)
     final = recorder.val[-1][1]
+    curve = ", ".join(f"{step}:{loss:.3f}@{t - start:.0f}s" for step, loss, t in recorder.val)
+    print(f"  {name} val curve (step:loss@seconds): {curve}", flush=True)
     print(f"  {name}: {seconds:.1f} s, final val loss {final:.4f}, best {best:.4f}", flush=True)
     return {"seconds": seconds, "final": final, "best": best}
 
@@ -107,6 +112,10 @@ def main() -> None:
         help="override the job's step count (for a smoke test)",
     )
     parser.add_argument("--skip-peer", action="store_true", help="train gptlab only")
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a GPTConfig field of the preset, e.g. bias=false (repeatable)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -127,7 +136,13 @@ def main() -> None:
         dtype="auto",
         compile=args.compile,
     )
-    model_config = GPTConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size)
+    overrides = {}
+    for item in args.model_set:
+        key, value = item.split("=", 1)
+        overrides[key] = {"true": True, "false": False}.get(value.lower(), value)
+        if isinstance(overrides[key], str):
+            overrides[key] = type(getattr(GPTConfig(), key))(value)
+    model_config = GPTConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size, **overrides)
     if device.type == "cpu":
         torch.set_num_threads(torch.get_num_threads())
     print(
@@ -153,7 +168,7 @@ def main() -> None:
             device,
         )
 
-    print()
+    print(f"\nprocess wall time, imports and data included: {time.perf_counter() - PROCESS_START:.1f} s")
     print("| model | wall s | final val loss | best val loss |")
     print("|---|---:|---:|---:|")
     for name, r in results.items():

@@ -90,7 +90,7 @@ class GPT(nn.Module):
         """
         B, T = idx.shape
         if kv_cache is None:
-            if self.config.context_length < T:
+            if T > self.config.context_length:
                 raise ContextLengthError(
                     f"a sequence of {T} tokens is longer than the model's context of {self.config.context_length}"
                 )

@@ -11,7 +11,11 @@ from gptlab.nn.attention import (
 )
 from gptlab.nn.blocks import AddNorm, DecoderBlock, EncoderBlock, GPTBlock
 from gptlab.nn.layers import FeedForward, LayerNorm, layer_norm
-from gptlab.nn.position import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, TokenEmbedding
+from gptlab.nn.position import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    TokenEmbedding,
+)
 
 __all__ = [
     "AddNorm",

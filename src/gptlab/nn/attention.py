@@ -39,7 +39,9 @@ def causal_mask(num_queries: int, num_keys: int | None = None, device=None) -> T
     With more keys than queries (decoding after a prompt) the queries are the last T positions.
     """
     num_keys = num_queries if num_keys is None else num_keys
-    return torch.ones(num_queries, num_keys, dtype=torch.bool, device=device).tril(num_keys - num_queries)
+    return torch.ones(num_queries, num_keys, dtype=torch.bool, device=device).tril(
+        num_keys - num_queries
+    )
 
 
 def padding_mask_from_lengths(lengths: Tensor, max_length: int, side: str = "right") -> Tensor:
@@ -83,7 +85,9 @@ class KVCache(nn.Module):
     slots not written yet.
     """
 
-    def __init__(self, batch_size: int, max_length: int, n_head: int, head_size: int, dtype=None, device=None):
+    def __init__(
+        self, batch_size: int, max_length: int, n_head: int, head_size: int, dtype=None, device=None
+    ):
         super().__init__()
         shape = (batch_size, n_head, max_length, head_size)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
@@ -148,13 +152,18 @@ class MultiHeadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal and mask is None,
         )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble all head outputs side by side
+        # re-assemble all head outputs side by side
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
     def _project(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         if context is None:
             return self.c_attn(x).split(self.n_embd, dim=2)
         w_q, w_kv = self.c_attn.weight.split([self.n_embd, 2 * self.n_embd])
-        b_q, b_kv = (None, None) if self.c_attn.bias is None else self.c_attn.bias.split([self.n_embd, 2 * self.n_embd])
+        b_q, b_kv = (
+            (None, None)
+            if self.c_attn.bias is None
+            else self.c_attn.bias.split([self.n_embd, 2 * self.n_embd])
+        )
         k, v = F.linear(context, w_kv, b_kv).split(self.n_embd, dim=2)
         return F.linear(x, w_q, b_q), k, v

@@ -39,7 +39,14 @@ class AddNorm(nn.Module):
 class EncoderBlock(nn.Module):
     """Self-attention over the whole sequence (no look-ahead mask), then feed-forward."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, pre_norm: bool = True, bias: bool = True):
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        dropout: float = 0.0,
+        pre_norm: bool = True,
+        bias: bool = True,
+    ):
         super().__init__()
         self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=0.0, bias=bias)
         self.mlp = FeedForward(n_embd, dropout=0.0, bias=bias)
@@ -55,7 +62,14 @@ class EncoderBlock(nn.Module):
 class DecoderBlock(nn.Module):
     """Masked self-attention, cross-attention to the encoder's output, then feed-forward."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, pre_norm: bool = True, bias: bool = True):
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        dropout: float = 0.0,
+        pre_norm: bool = True,
+        bias: bool = True,
+    ):
         super().__init__()
         self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=0.0, bias=bias)
         self.cross_attn = MultiHeadAttention(n_embd, n_head, dropout=0.0, bias=bias)
@@ -65,14 +79,20 @@ class DecoderBlock(nn.Module):
         self.mlp_norm = AddNorm(n_embd, dropout, pre_norm, bias)
 
     def forward(
-        self, x: Tensor, memory: Tensor, self_mask: Tensor | None = None, memory_mask: Tensor | None = None
+        self,
+        x: Tensor,
+        memory: Tensor,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
     ) -> Tensor:
         """x: (B, T, C) target so far; memory: (B, S, C) encoder output.
 
         self_mask: (B, 1, T, T) look-ahead and target padding; None means look-ahead only.
         memory_mask: (B, 1, 1, S) source padding.
         """
-        x = self.self_attn_norm(x, lambda h: self.self_attn(h, mask=self_mask, is_causal=self_mask is None))
+        x = self.self_attn_norm(
+            x, lambda h: self.self_attn(h, mask=self_mask, is_causal=self_mask is None)
+        )
         x = self.cross_attn_norm(x, lambda h: self.cross_attn(h, context=memory, mask=memory_mask))
         return self.mlp_norm(x, self.mlp)
 
@@ -84,7 +104,9 @@ class GPTBlock(nn.Module):
     dict maps onto it one to one; the residual dropout sits inside `attn` and `mlp` as in GPT-2.
     """
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, eps: float = 1e-5):
+    def __init__(
+        self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, eps: float = 1e-5
+    ):
         super().__init__()
         self.ln_1 = LayerNorm(n_embd, bias=bias, eps=eps)
         self.attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, bias=bias)
@@ -99,5 +121,7 @@ class GPTBlock(nn.Module):
         input_pos: Tensor | None = None,
     ) -> Tensor:
         """x: (B, T, C); mask: bool (B or 1, 1, T, S), or None for the plain look-ahead mask."""
-        x = x + self.attn(self.ln_1(x), mask=mask, is_causal=mask is None, kv_cache=kv_cache, input_pos=input_pos)
+        x = x + self.attn(
+            self.ln_1(x), mask=mask, is_causal=mask is None, kv_cache=kv_cache, input_pos=input_pos
+        )
         return x + self.mlp(self.ln_2(x))

@@ -44,7 +44,9 @@ class FeedForward(nn.Module):
     exact erf form would differ from the released weights' behaviour by ~1e-4.
     """
 
-    def __init__(self, n_embd: int, dropout: float = 0.0, bias: bool = True, hidden: int | None = None):
+    def __init__(
+        self, n_embd: int, dropout: float = 0.0, bias: bool = True, hidden: int | None = None
+    ):
         super().__init__()
         hidden = 4 * n_embd if hidden is None else hidden
         self.c_fc = nn.Linear(n_embd, hidden, bias=bias)
