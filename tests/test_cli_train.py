@@ -279,8 +279,9 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path, corpus):
         (["train", "--lr", "-1", "--max-iters", "1"], "lr must be positive"),
         (["train", "--data", "/no/such/file.txt"], "neither a text file nor a known dataset"),
         (["train", "--resume", "/no/such/run"], "no run directory"),
-        (["sample", "/no/such/run"], "no run directory"),
-        (["eval", "/no/such/run"], "no run directory"),
+        (["sample", "/no/such/run"], "no folder at /no/such/run"),
+        (["eval", "/no/such/run"], "no folder at /no/such/run"),
+        (["sample", "tests/no_such_run"], "no folder at tests/no_such_run"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_status_2(args, message):

@@ -14,7 +14,7 @@ import sys
 from gptlab.errors import GptlabError
 
 # The order here is the order of `gptlab --help`.
-COMMANDS = ["train", "sample", "eval", "data", "convert"]
+COMMANDS = ["train", "sample", "eval", "data", "convert", "demo"]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -200,11 +200,11 @@ def load_model(spec: str | Path, device="cpu", checkpoint: str = "best"):
                 f"{path} is neither a gptlab run directory nor a Hugging Face GPT-2 folder"
             )
         folder, kind = path, "hf-folder"
-    elif str(spec) in HUB_NAMES or str(spec).startswith("openai-community/") or "/" in str(spec):
+    elif str(spec) in HUB_NAMES or _looks_like_repo_id(str(spec)):
         folder, kind = hub_folder(str(spec)), "hub"
     else:
         raise CheckpointError(
-            f"{spec} is not a run directory, a Hugging Face folder or a model name ({', '.join(HUB_NAMES)})"
+            f"no folder at {spec}, and it is not a model name ({', '.join(HUB_NAMES)}, or owner/name on the hub)"
         )
     model = load_hf_folder(folder)
     has_tokenizer = (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file()
@@ -214,6 +214,13 @@ def load_model(spec: str | Path, device="cpu", checkpoint: str = "best"):
         tokenizer,
         {"source": str(spec), "kind": kind, "folder": str(folder)},
     )
+
+
+def _looks_like_repo_id(spec: str) -> bool:
+    """"owner/name" that is not a local path: not absolute or relative-looking, one slash, and
+    no local folder called "owner" (so a mistyped "runs/typo" says "no folder", not "no repo")."""
+    owner, _, name = spec.partition("/")
+    return bool(owner and name) and "/" not in name and spec[0] not in "./~" and not Path(owner).is_dir()
 
 
 # -- exporting ----------------------------------------------------------------------------

@@ -83,6 +83,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from gptlab.demo.models import ModelStore, find_models, model_choices
     from gptlab.demo.settings import DemoLimits
     from gptlab.device import resolve_device
@@ -102,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         store.get(args.model)  # a MODEL that cannot load is an error here, before serving
 
-    from gptlab.demo.app import DemoApp, serve  # imports gradio: only once the flags are good
+    if importlib.util.find_spec("gradio") is None:
+        raise ConfigError("gptlab demo needs gradio: install it with `uv sync --extra demo`")
+    from gptlab.demo.app import DemoApp, serve  # imports gradio: only once all else is good
 
     page = DemoApp(
         store, limits, choices, default, allow_any_model=args.host in LOOPBACK_HOSTS
