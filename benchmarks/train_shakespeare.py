@@ -114,8 +114,13 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true", help="train gptlab only")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--weight-decay", type=float, default=0.1)
-    parser.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a GPTConfig field of the preset, e.g. bias=false (repeatable)")
+    parser.add_argument(
+        "--model-set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a GPTConfig field of the preset, e.g. bias=false (repeatable)",
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -168,7 +173,9 @@ def main() -> None:
             device,
         )
 
-    print(f"\nprocess wall time, imports and data included: {time.perf_counter() - PROCESS_START:.1f} s")
+    print(
+        f"\nprocess wall time, imports and data included: {time.perf_counter() - PROCESS_START:.1f} s"
+    )
     print("| model | wall s | final val loss | best val loss |")
     print("|---|---:|---:|---:|")
     for name, r in results.items():

@@ -37,9 +37,16 @@ def hf_model(config: GPTConfig):
 
     return GPT2LMHeadModel(
         GPT2Config(
-            vocab_size=config.vocab_size, n_positions=config.context_length, n_embd=config.n_embd,
-            n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-            bos_token_id=0, eos_token_id=0,
+            vocab_size=config.vocab_size,
+            n_positions=config.context_length,
+            n_embd=config.n_embd,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=0,
+            eos_token_id=0,
         )
     )
 
@@ -54,18 +61,32 @@ def gptlab_loss(model, batch):
     return model(*batch)[1]
 
 
-def measure(name, model, loss_fn, config: TrainConfig, model_config: GPTConfig, device, steps: int, reps: int,
-            compile_mode: str | None = None):
+def measure(
+    name,
+    model,
+    loss_fn,
+    config: TrainConfig,
+    model_config: GPTConfig,
+    device,
+    steps: int,
+    reps: int,
+    compile_mode: str | None = None,
+):
     B, T = config.batch_size, model_config.context_length
     g = torch.Generator(device="cpu").manual_seed(0)
     batches = [
-        (torch.randint(0, model_config.vocab_size, (B, T), generator=g).to(device),
-         torch.randint(0, model_config.vocab_size, (B, T), generator=g).to(device))
+        (
+            torch.randint(0, model_config.vocab_size, (B, T), generator=g).to(device),
+            torch.randint(0, model_config.vocab_size, (B, T), generator=g).to(device),
+        )
         for _ in range(4)
     ]
     trainer = Trainer(
-        model, config, train_batch=lambda step, index: batches[(step + index) % len(batches)],
-        device=device, loss_fn=loss_fn,
+        model,
+        config,
+        train_batch=lambda step, index: batches[(step + index) % len(batches)],
+        device=device,
+        loss_fn=loss_fn,
     )
     if compile_mode:  # compile applied from outside, as any user may
         trainer.model = torch.compile(trainer.raw_model, mode=compile_mode)
@@ -93,23 +114,41 @@ def measure(name, model, loss_fn, config: TrainConfig, model_config: GPTConfig, 
     n = sum(p.numel() for p in model.parameters())
     tokens_per_sec = B * T * config.grad_accum / seconds
     mfu = flops_per_token(model_config, n) * tokens_per_sec / H100_BF16_FLOPS
-    print(f"  {name}: {seconds * 1e3:.1f} ms/step, {tokens_per_sec:,.0f} tok/s, MFU {mfu:.1%}, "
-          f"peak {peak:,.0f} MiB, warm-up {warmup:.1f} s", flush=True)
+    print(
+        f"  {name}: {seconds * 1e3:.1f} ms/step, {tokens_per_sec:,.0f} tok/s, MFU {mfu:.1%}, "
+        f"peak {peak:,.0f} MiB, warm-up {warmup:.1f} s",
+        flush=True,
+    )
     return {"ms": seconds * 1e3, "tps": tokens_per_sec, "mfu": mfu, "peak": peak}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-sizes", default="12", help="comma-separated micro-batch sizes to measure")
-    parser.add_argument("--compile-mode", default=None, help="torch.compile mode (default: the default mode)")
-    parser.add_argument("--vocab-size", type=int, default=50304, help="50257 padded to a multiple of 64, as the reference")
+    parser.add_argument(
+        "--batch-sizes", default="12", help="comma-separated micro-batch sizes to measure"
+    )
+    parser.add_argument(
+        "--compile-mode", default=None, help="torch.compile mode (default: the default mode)"
+    )
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=50304,
+        help="50257 padded to a multiple of 64, as the reference",
+    )
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed repetition")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--skip-peer", action="store_true")
-    parser.add_argument("--sdpa-backend", choices=["auto", "flash", "cudnn", "efficient"], default="auto",
-                        help="pin F.scaled_dot_product_attention to one kernel (both models)")
+    parser.add_argument(
+        "--sdpa-backend",
+        choices=["auto", "flash", "cudnn", "efficient"],
+        default="auto",
+        help="pin F.scaled_dot_product_attention to one kernel (both models)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny model, for a smoke test")
     args = parser.parse_args()
 
@@ -117,8 +156,11 @@ def main() -> None:
     if args.sdpa_backend != "auto":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-                   "efficient": SDPBackend.EFFICIENT_ATTENTION}[args.sdpa_backend]
+        backend = {
+            "flash": SDPBackend.FLASH_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        }[args.sdpa_backend]
         sdpa_kernel(backend).__enter__()  # for the whole process
     if args.quick:
         model_config = GPTConfig.from_preset("tiny")
@@ -128,22 +170,41 @@ def main() -> None:
     rows = []
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
         config = TrainConfig(
-            batch_size=batch_size, lr=6e-4, beta2=0.95, weight_decay=0.1, grad_clip=1.0,
-            device=str(device), dtype="auto",
+            batch_size=batch_size,
+            lr=6e-4,
+            beta2=0.95,
+            weight_decay=0.1,
+            grad_clip=1.0,
+            device=str(device),
+            dtype="auto",
             compile=not args.no_compile and device.type == "cuda" and not args.compile_mode,
         )
-        print(f"GPT-2 shape {model_config.n_layer}x{model_config.n_embd}, vocab {model_config.vocab_size}, "
-              f"batch {batch_size} x {model_config.context_length}, compile {args.compile_mode or config.compile}, "
-              f"attention {args.sdpa_backend}, "
-              f"device {torch.cuda.get_device_name() if device.type == 'cuda' else device}, torch {torch.__version__}",
-              flush=True)
-        for name, build, loss_fn in (("gptlab", GPT, gptlab_loss), ("transformers", hf_model, hf_loss)):
+        print(
+            f"GPT-2 shape {model_config.n_layer}x{model_config.n_embd}, vocab {model_config.vocab_size}, "
+            f"batch {batch_size} x {model_config.context_length}, compile {args.compile_mode or config.compile}, "
+            f"attention {args.sdpa_backend}, "
+            f"device {torch.cuda.get_device_name() if device.type == 'cuda' else device}, torch {torch.__version__}",
+            flush=True,
+        )
+        for name, build, loss_fn in (
+            ("gptlab", GPT, gptlab_loss),
+            ("transformers", hf_model, hf_loss),
+        ):
             if name == "transformers" and args.skip_peer:
                 continue
             torch._dynamo.reset()
             torch.manual_seed(0)
-            result = measure(name, build(model_config), loss_fn, config, model_config, device, args.steps,
-                             args.reps, args.compile_mode)
+            result = measure(
+                name,
+                build(model_config),
+                loss_fn,
+                config,
+                model_config,
+                device,
+                args.steps,
+                args.reps,
+                args.compile_mode,
+            )
             rows.append((name, batch_size, result))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -151,13 +212,17 @@ def main() -> None:
     print("| model | batch | ms/step | tokens/s | MFU | peak MiB |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, batch_size, r in rows:
-        print(f"| {name} | {batch_size} | {r['ms']:.1f} | {r['tps']:,.0f} | {r['mfu']:.1%} | {r['peak']:,.0f} |")
+        print(
+            f"| {name} | {batch_size} | {r['ms']:.1f} | {r['tps']:,.0f} | {r['mfu']:.1%} | {r['peak']:,.0f} |"
+        )
     by_batch = {}
     for name, batch_size, r in rows:
         by_batch.setdefault(batch_size, {})[name] = r["tps"]
     for batch_size, tps in by_batch.items():
         if len(tps) == 2:
-            print(f"batch {batch_size}: throughput ratio gptlab / transformers {tps['gptlab'] / tps['transformers']:.2f}")
+            print(
+                f"batch {batch_size}: throughput ratio gptlab / transformers {tps['gptlab'] / tps['transformers']:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,14 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker gets one core: several workers with several threads each only thrash.
+    # Subprocesses (CLI tests) inherit this too.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def shared_data_dirs() -> list[Path]:
     """The folders of GPTLAB_DATA (colon-separated) that exist."""

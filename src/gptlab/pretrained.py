@@ -217,10 +217,15 @@ def load_model(spec: str | Path, device="cpu", checkpoint: str = "best"):
 
 
 def _looks_like_repo_id(spec: str) -> bool:
-    """"owner/name" that is not a local path: not absolute or relative-looking, one slash, and
-    no local folder called "owner" (so a mistyped "runs/typo" says "no folder", not "no repo")."""
+    """True for a hub repo id: owner/name, not a path (no leading . / ~, one slash, and no local
+    folder called owner, so a mistyped "runs/typo" reports a missing folder, not a missing repo)."""
     owner, _, name = spec.partition("/")
-    return bool(owner and name) and "/" not in name and spec[0] not in "./~" and not Path(owner).is_dir()
+    return (
+        bool(owner and name)
+        and "/" not in name
+        and spec[0] not in "./~"
+        and not Path(owner).is_dir()
+    )
 
 
 # -- exporting ----------------------------------------------------------------------------
