@@ -14,7 +14,7 @@ import sys
 from gptlab.errors import GptlabError
 
 # The order here is the order of `gptlab --help`.
-COMMANDS = ["train", "sample", "eval", "data", "convert", "demo"]
+COMMANDS = ["train", "sample", "eval", "data", "convert", "viz", "demo"]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -1,0 +1,152 @@
+"""`gptlab viz`: pictures of a model as PNG files (embeddings, positions, attention, curves)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXAMPLES = """\
+examples:
+  gptlab viz embeddings runs/shakespeare-cpu --out embeddings.png          # every character, PCA
+  gptlab viz embeddings runs/shakespeare-cpu --method tsne --out tsne.png
+  gptlab viz embeddings gpt2 --method umap --words king queen man woman Paris London --out words.png
+  gptlab viz positions runs/shakespeare-cpu --out positions.png
+  gptlab viz attention runs/shakespeare-cpu --prompt "ROMEO: But soft" --out attention.png
+  gptlab viz attention gpt2 --prompt "The cat sat on the mat" --layer 5 --head 1 --out head.png
+  gptlab viz curves runs/shakespeare-cpu --out curves.png
+"""
+
+MODEL_HELP = (
+    "a run directory, a Hugging Face GPT-2 folder, or a model name (gpt2, gpt2-medium, ...)"
+)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "viz",
+        help="pictures of a model: embeddings, positions, attention, curves",
+        description="Draw a picture of a model or of its training, written as a PNG file.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pictures = parser.add_subparsers(title="pictures", metavar="PICTURE", dest="picture")
+    pictures.required = True
+
+    embeddings = _add_picture(
+        pictures,
+        "embeddings",
+        "token embeddings projected to 2-D, labelled",
+        "Project the token-embedding table to two dimensions and label the points. A character "
+        "model shows every character; a GPT-2 vocabulary shows a list of words in groups "
+        "(numbers, days, colours, ...) or the --words you give.",
+    )
+    embeddings.add_argument(
+        "--method",
+        choices=["pca", "tsne", "umap"],
+        default="pca",
+        help="pca (no extra dependency), tsne (gptlab[viz]) or umap (gptlab[umap]); default pca",
+    )
+    embeddings.add_argument(
+        "--words", nargs="+", metavar="WORD", help="words to place (each the mean of its tokens)"
+    )
+    embeddings.add_argument(
+        "--seed", type=int, default=0, help="seed of t-SNE and UMAP (default 0)"
+    )
+
+    positions = _add_picture(
+        pictures,
+        "positions",
+        "positional-encoding heatmaps and the similarity of positions",
+        "Draw the model's positional encodings beside sinusoidal ones of the same shape, and the "
+        "cosine similarity of every pair of positions.",
+    )
+    positions.add_argument(
+        "--max-positions", type=int, default=None, help="draw only the first N positions"
+    )
+
+    attention = _add_picture(
+        pictures,
+        "attention",
+        "attention maps of a prompt, per layer and head",
+        "Run a prompt through the model and draw each head's attention weights: row t shows how "
+        "much token t attends to each earlier token.",
+    )
+    attention.add_argument("--prompt", required=True, help="the text whose attention to draw")
+    attention.add_argument("--layer", type=int, default=None, help="only this layer (from 0)")
+    attention.add_argument("--head", type=int, default=None, help="only this head (from 0)")
+
+    curves = pictures.add_parser(
+        "curves",
+        help="loss and learning rate from a run's metrics.jsonl",
+        description="Plot train and validation loss and the learning rate of a training run.",
+        epilog="examples:\n  gptlab viz curves runs/shakespeare-cpu --out curves.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    curves.add_argument("model", metavar="RUN_DIR", help="a run directory written by training")
+    curves.add_argument(
+        "--out", default="curves.png", help="PNG file to write (default curves.png)"
+    )
+    parser.set_defaults(run=run, command="viz")
+
+
+def _add_picture(pictures, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    examples = [line for line in EXAMPLES.splitlines() if line.startswith(f"  gptlab viz {name} ")]
+    picture = pictures.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + "\n".join(examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    picture.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    picture.add_argument(
+        "--out", default=f"{name}.png", help=f"PNG file to write (default {name}.png)"
+    )
+    picture.add_argument(
+        "--checkpoint",
+        choices=["best", "last"],
+        default="best",
+        help="which weights of a run directory (default best)",
+    )
+    return picture
+
+
+def run(args: argparse.Namespace) -> int:
+    from gptlab import viz
+
+    if args.picture == "curves":
+        path = viz.plot_curves(args.model, args.out)
+    else:
+        from gptlab.errors import ConfigError
+        from gptlab.pretrained import load_model
+
+        model, tokenizer, info = load_model(args.model, "cpu", args.checkpoint)
+        name = _model_name(info, args.model)
+        if args.picture == "embeddings":
+            path = viz.plot_embeddings(
+                model,
+                tokenizer,
+                args.out,
+                method=args.method,
+                words=args.words,
+                title=f"token embeddings of {name} ({args.method.upper()})",
+                seed=args.seed,
+            )
+        elif args.picture == "positions":
+            if args.max_positions is not None and args.max_positions < 2:
+                raise ConfigError(f"--max-positions must be at least 2, got {args.max_positions}")
+            path = viz.plot_positions(
+                model, args.out, args.max_positions, title=f"positional encodings of {name}"
+            )
+        else:
+            path = viz.plot_attention(
+                model, tokenizer, args.prompt, args.out, layer=args.layer, head=args.head
+            )
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _model_name(info: dict, spec: str) -> str:
+    from pathlib import Path
+
+    return Path(spec).name if info.get("kind") in ("run", "hf-folder") else str(spec)

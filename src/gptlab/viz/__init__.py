@@ -1,0 +1,23 @@
+"""Pictures of a model, as PNG files: what `gptlab viz` draws.
+
+- `plot_embeddings`: token embeddings projected to 2-D (PCA, t-SNE, UMAP), labelled;
+- `plot_positions`: positional-encoding tables and the cosine similarity of positions;
+- `plot_attention`: attention weights of a prompt, per layer and head;
+- `plot_curves`: loss and learning rate from a run's metrics.jsonl.
+"""
+
+from gptlab.viz.attention import attention_weights, plot_attention
+from gptlab.viz.curves import plot_curves, read_metrics
+from gptlab.viz.embeddings import plot_embeddings, project_2d
+from gptlab.viz.positions import cosine_similarity_matrix, plot_positions
+
+__all__ = [
+    "attention_weights",
+    "cosine_similarity_matrix",
+    "plot_attention",
+    "plot_curves",
+    "plot_embeddings",
+    "plot_positions",
+    "project_2d",
+    "read_metrics",
+]

@@ -1,0 +1,124 @@
+"""Attention maps of a prompt: for each layer and head, how much each token looks at each other.
+
+The model's attention runs on `F.scaled_dot_product_attention`, which never materialises the
+weights. Rather than teach the model to return them, the weights are recomputed from outside:
+a forward pre-hook on each block's `attn` captures its input (the output of `ln_1`), and the
+block's own `c_attn` projection and the reference `attention()` turn it into queries, keys and
+weights. The model file stays free of visualisation code, and the hooks work on any model with
+GPT-2's layout (`h[i].attn.c_attn`, `n_head`), pretrained ones included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from gptlab.errors import ConfigError
+from gptlab.nn.attention import attention, causal_mask
+from gptlab.viz.figure import display_token, new_figure, save_png
+
+MAX_PANELS = 48  # beyond this many heads in one picture, each is too small to read: pick a layer
+MAX_LABELLED_TOKENS = 40  # beyond this many tokens, tick labels overlap
+
+
+@torch.no_grad()
+def attention_weights(model: nn.Module, ids: Tensor) -> Tensor:
+    """The attention weights (n_layer, nh, T, T) of every head for one sequence of ids (T,)."""
+    inputs: dict[int, Tensor] = {}
+    hooks = [
+        block.attn.register_forward_pre_hook(
+            lambda module, args, layer=layer: inputs.__setitem__(layer, args[0])
+        )
+        for layer, block in enumerate(model.h)
+    ]
+    try:
+        model(ids[None, :])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    T = ids.numel()
+    mask = causal_mask(T, device=ids.device)  # (T, T): a GPT never looks ahead
+    maps = []
+    for layer, block in enumerate(model.h):
+        attn = block.attn
+        x = inputs[layer]  # (1, T, C), already normalised by ln_1
+        q, k, _ = attn.c_attn(x).split(attn.n_embd, dim=2)  # each (1, T, C)
+        hs = attn.n_embd // attn.n_head
+        q = q.view(1, T, attn.n_head, hs).transpose(1, 2)  # (1, nh, T, hs)
+        k = k.view(1, T, attn.n_head, hs).transpose(1, 2)  # (1, nh, T, hs)
+        _, weights = attention(q, k, k, mask)  # (1, nh, T, T); values do not change the weights
+        maps.append(weights[0])
+    return torch.stack(maps).float().cpu()  # (n_layer, nh, T, T)
+
+
+def select_heads(
+    n_layer: int, n_head: int, layer: int | None, head: int | None
+) -> list[tuple[int, int]]:
+    """The (layer, head) pairs to draw: one head, one layer's heads, or every head of a small model."""
+    if layer is not None and not 0 <= layer < n_layer:
+        raise ConfigError(f"--layer must be in 0..{n_layer - 1}, got {layer}")
+    if head is not None and not 0 <= head < n_head:
+        raise ConfigError(f"--head must be in 0..{n_head - 1}, got {head}")
+    layers = range(n_layer) if layer is None else [layer]
+    heads = range(n_head) if head is None else [head]
+    pairs = [(lay, h) for lay in layers for h in heads]
+    if len(pairs) > MAX_PANELS:
+        raise ConfigError(
+            f"that is {len(pairs)} attention maps, too many to read in one picture: "
+            f"choose a --layer (0..{n_layer - 1}) and optionally a --head (0..{n_head - 1})"
+        )
+    return pairs
+
+
+def plot_attention(
+    model: nn.Module,
+    tokenizer,
+    prompt: str,
+    out: str | Path,
+    layer: int | None = None,
+    head: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """Heatmaps of attention weights for `prompt`, queries down and keys across, written to `out`.
+
+    A grid of layers (rows) by heads (columns); `layer` and `head` narrow it down.
+    """
+    if not prompt:
+        raise ConfigError("--prompt is empty: give the text whose attention to draw")
+    device = next(model.parameters()).device
+    ids = torch.tensor(tokenizer.encode(prompt), dtype=torch.long, device=device)  # (T,)
+    weights = attention_weights(model, ids)  # (n_layer, nh, T, T)
+    n_layer, n_head, T, _ = weights.shape
+    pairs = select_heads(n_layer, n_head, layer, head)
+    rows = sorted({lay for lay, _ in pairs})
+    columns = sorted({h for _, h in pairs})
+    tokens = [display_token(tokenizer.decode([i])) for i in ids.tolist()]
+
+    # A single map gets a large canvas; a grid gets about 3 inches a panel, at least 6 in all.
+    panel = 8.0 if len(pairs) == 1 else max(2.2, min(3.5, 14.0 / len(columns)))
+    figure = new_figure(max(6.0, panel * len(columns) + 1.0), max(5.0, panel * len(rows) + 0.8))
+    grid = figure.subplots(len(rows), len(columns), squeeze=False)
+    labelled = T <= MAX_LABELLED_TOKENS
+    font = 11 if len(pairs) == 1 else 9
+    rotation = 90 if max(len(token) for token in tokens) > 2 else 0
+    for r, lay in enumerate(rows):
+        for c, h in enumerate(columns):
+            axes = grid[r][c]
+            image = axes.imshow(weights[lay, h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+            axes.set_title(f"layer {lay}, head {h}", fontsize=font + 1)
+            axes.set_xticks(range(T) if labelled else [])
+            axes.set_yticks(range(T) if labelled else [])
+            # token labels on the outer edges only: the panels share both axes
+            bottom, left = r == len(rows) - 1, c == 0
+            axes.set_xticklabels(
+                tokens if labelled and bottom else [], rotation=rotation, fontsize=font
+            )
+            axes.set_yticklabels(tokens if labelled and left else [], fontsize=font)
+    figure.supylabel("query: the token attending")
+    figure.supxlabel("key: the token attended to")
+    figure.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
+    shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+    figure.suptitle(title or f"attention weights of {shown!r}")
+    return save_png(figure, out)
