@@ -116,8 +116,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--overflow",
         choices=["stop", "slide"],
-        default="stop",
-        help="past the context: stop, or slide the window (default stop)",
+        default="slide",
+        help="past the model's context: slide the window over the last tokens, or stop with a note "
+        "(default slide)",
     )
     parser.add_argument(
         "--compare",
@@ -212,8 +213,14 @@ def _print_header(label: str) -> None:
 
 
 def _stream_one(model, tokenizer, prompt: str, config) -> None:
+    import warnings
+
     from gptlab.generation import stream
 
+    # generation's notes (e.g. "stopped at the context length") as one line, not a warning dump
+    warnings.showwarning = lambda message, *rest, **kw: print(
+        f"\ngptlab sample: {message}", file=sys.stderr
+    )
     sys.stdout.write(prompt)
     for piece in stream(model, tokenizer, prompt, config):
         sys.stdout.write(piece)
