@@ -126,8 +126,9 @@ def main() -> None:
         print_row(row.label, ours, theirs, shares)
     if over_limit and device.type == "cpu":
         print(
-            "Shares above 100%: the CPU's last-level cache keeps part of the weights between "
-            "steps, so a step reads less than all of them from memory."
+            "Shares above 100% on a CPU: a copy also reads each destination line before writing "
+            "it (write-allocate), so 2 x bytes / time understates what memory can deliver to a "
+            "read-only stream, and a large last-level cache may keep part of the weights."
         )
 
 
