@@ -26,6 +26,7 @@ from gptlab.data.sources import resolve
 from gptlab.data.text import TokenData
 from gptlab.device import resolve_device
 from gptlab.models.gpt import GPT
+from gptlab.pretrained import transformers_model_like
 from gptlab.tokenizers import CharTokenizer
 from gptlab.training.config import TrainConfig
 from gptlab.training.trainer import Callback, Trainer
@@ -42,24 +43,6 @@ class Recorder(Callback):
 
     def on_eval_end(self, trainer, metrics, improved):
         self.val.append((metrics["step"], metrics["loss"], time.perf_counter()))
-
-
-def hf_model(config: GPTConfig):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    hf_config = GPT2Config(
-        vocab_size=config.vocab_size,
-        n_positions=config.context_length,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        resid_pdrop=config.dropout,
-        embd_pdrop=config.dropout,
-        attn_pdrop=config.dropout,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return GPT2LMHeadModel(hf_config)
 
 
 def hf_loss(model, batch):
@@ -165,7 +148,7 @@ def main() -> None:
         torch.manual_seed(1337)
         results["transformers"] = train(
             "transformers",
-            hf_model(model_config),
+            transformers_model_like(model_config),
             hf_loss,
             data,
             config,

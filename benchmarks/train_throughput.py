@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from gptlab.config import GPTConfig
 from gptlab.device import resolve_device
 from gptlab.models.gpt import GPT
+from gptlab.pretrained import transformers_model_like
 from gptlab.training.config import TrainConfig
 from gptlab.training.trainer import Trainer
 
@@ -30,25 +31,6 @@ def flops_per_token(config: GPTConfig, num_params: int) -> float:
     """Training FLOPs per token: 6 per parameter (forward and backward matmuls) plus attention's
     12 * layers * width * context (Kaplan et al. 2020; PaLM appendix B)."""
     return 6 * num_params + 12 * config.n_layer * config.n_embd * config.context_length
-
-
-def hf_model(config: GPTConfig):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    return GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=config.vocab_size,
-            n_positions=config.context_length,
-            n_embd=config.n_embd,
-            n_layer=config.n_layer,
-            n_head=config.n_head,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-    )
 
 
 def hf_loss(model, batch):
@@ -188,7 +170,7 @@ def main() -> None:
         )
         for name, build, loss_fn in (
             ("gptlab", GPT, gptlab_loss),
-            ("transformers", hf_model, hf_loss),
+            ("transformers", transformers_model_like, hf_loss),
         ):
             if name == "transformers" and args.skip_peer:
                 continue

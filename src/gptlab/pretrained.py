@@ -253,3 +253,16 @@ def export_hf(model, tokenizer, out: str | Path) -> Path:
         save_file(state, str(tmp), metadata={"format": "pt"})
     tokenizer.save(out)
     return out
+
+
+def transformers_model_like(config: GPTConfig):
+    """An untrained transformers GPT2LMHeadModel of the same shape: the peer of benchmarks.
+
+    GPT-2 always has biases, so a bias-free config gets a peer with them (a little more work)."""
+    import dataclasses
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    values = config_to_hf(dataclasses.replace(config, bias=True))
+    values.update(bos_token_id=0, eos_token_id=0)  # small vocabularies have no id 50256
+    return GPT2LMHeadModel(GPT2Config(**values))
