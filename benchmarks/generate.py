@@ -174,16 +174,19 @@ def measure(row: Row, model, hf_model, device, reps: int):
 
     theirs = functools.partial(time_transformers, hf_model, row.prompts, row.new_tokens, device)
     try:
-        time_gptlab(row)  # warm-up: compiles, records CUDA graphs, fills allocator caches
+        *_, ours = time_gptlab(row)  # warm-up: compiles, records CUDA graphs, fills caches
     except Exception as error:  # report it and time eager decoding rather than lose the run
         if not row.decoder.compile:
             raise
         print(f"  {row.label}: compiled decoding failed ({type(error).__name__}: {error})")
         decoder = Decoder(model, cache_length=row.decoder.cache_length)
         row = Row(row.label + " (eager)", row.prompts, row.new_tokens, decoder)
-        time_gptlab(row)
-    theirs()
-    check_same_tokens(row, hf_model, device)
+        *_, ours = time_gptlab(row)
+    *_, theirs_tokens = theirs()
+    if ours != theirs_tokens:  # float32: never; bf16 rounding may break a near-tie
+        same = sum(a == b for x, y in zip(ours, theirs_tokens) for a, b in zip(x, y))
+        total = sum(map(len, ours))
+        print(f"  note: {same} of {total} greedy tokens agree with transformers' in this row")
     times = {"ours": [], "theirs": []}
     for _ in range(reps):
         times["ours"].append(time_gptlab(row))
@@ -197,8 +200,9 @@ def measure(row: Row, model, hf_model, device, reps: int):
     return speeds[0], speeds[1], row
 
 
-def time_gptlab(row: Row) -> tuple[float, float]:
-    """(seconds from the first new token to the last, seconds for the whole call), gptlab.
+def time_gptlab(row: Row) -> tuple[float, float, list[list[int]]]:
+    """(seconds from the first new token to the last, seconds for the whole call, the new
+    tokens), gptlab.
 
     This is `generate` without EOS (exactly new_tokens tokens), with a clock at the first token.
     """
@@ -219,13 +223,14 @@ def time_gptlab(row: Row) -> tuple[float, float]:
             if len(steps) == 1:
                 sync()
                 first = time.perf_counter()
-        torch.stack(steps, dim=1).tolist()  # the tokens on the host: waits for the last step
+        tokens = torch.stack(steps, dim=1).tolist()  # on the host: waits for the last step
     end = time.perf_counter()
-    return end - first, end - start
+    return end - first, end - start, tokens
 
 
-def time_transformers(hf_model, prompts, new_tokens, device) -> tuple[float, float]:
-    """(seconds from the first new token to the last, seconds for the whole call), transformers.
+def time_transformers(hf_model, prompts, new_tokens, device) -> tuple[float, float, list]:
+    """(seconds from the first new token to the last, seconds for the whole call, the new
+    tokens), transformers.
 
     A logits processor clocks each step (transformers waits for the device at every step anyway,
     to check whether generation is done); the first clock is right after the prefill.
@@ -245,10 +250,10 @@ def time_transformers(hf_model, prompts, new_tokens, device) -> tuple[float, flo
     start = time.perf_counter()
     with torch.inference_mode():
         out = hf_generate(hf_model, ids, mask, new_tokens, LogitsProcessorList([clock]))
-        out.tolist()
+        tokens = out[:, ids.shape[1] :].tolist()
     end = time.perf_counter()
     assert out.shape[1] - ids.shape[1] == new_tokens and len(clocks) == new_tokens
-    return end - clocks[0], end - start
+    return end - clocks[0], end - start, tokens
 
 
 def hf_generate(hf_model, ids, mask, new_tokens, logits_processor=None):
@@ -262,24 +267,6 @@ def hf_generate(hf_model, ids, mask, new_tokens, logits_processor=None):
         pad_token_id=hf_model.config.eos_token_id,
         logits_processor=logits_processor,
     )
-
-
-def check_same_tokens(row: Row, hf_model, device, n: int = 8) -> None:
-    """Both decode the same first tokens (float32: exactly; bf16 rounding may break a near-tie)."""
-    import torch
-
-    from gptlab.generation import GenerationConfig, generate
-
-    config = GenerationConfig(strategy="greedy", max_new_tokens=min(n, row.new_tokens))
-    ours = generate(row.decoder.model, row.prompts, config, decoder=row.decoder)
-    ids, mask = left_padded(row.prompts, device)
-    with torch.inference_mode():
-        theirs = hf_generate(hf_model, ids, mask, config.max_new_tokens)[:, ids.shape[1] :].tolist()
-    if ours != theirs:
-        same = sum(a == b for x, y in zip(ours, theirs) for a, b in zip(x, y))
-        print(
-            f"  note: {same} of {sum(map(len, ours))} greedy tokens agree with transformers' here"
-        )
 
 
 def left_padded(prompts, device):

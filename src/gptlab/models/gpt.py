@@ -150,8 +150,8 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = False) -> int:
         """Number of parameters, the tied embedding counted once.
 
-        `non_embedding=True` leaves out the position embeddings (and the token embeddings'
-        share as input, which the tied head uses as weights), as scaling-law papers count.
+        `non_embedding=True` leaves out the position embeddings, as nanoGPT reports it; the
+        token embeddings stay in, since the tied head uses them as its weights.
         """
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
