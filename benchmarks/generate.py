@@ -183,7 +183,7 @@ def measure(row: Row, model, hf_model, device, reps: int):
         row = Row(row.label + " (eager)", row.prompts, row.new_tokens, decoder)
         *_, ours = time_gptlab(row)
     *_, theirs_tokens = theirs()
-    if ours != theirs_tokens:  # float32: never; bf16 rounding may break a near-tie
+    if ours != theirs_tokens:  # rounding (bf16 above all) may break a near-tie
         same = sum(a == b for x, y in zip(ours, theirs_tokens) for a, b in zip(x, y))
         total = sum(map(len, ours))
         print(f"  note: {same} of {total} greedy tokens agree with transformers' in this row")
