@@ -105,36 +105,29 @@ def test_tensorboard_events_are_written(tmp_path, corpus):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_sample_prints_text_from_the_run(trained_run):
-    result = gptlab(
+def sample_args(run_dir: Path, seed: int) -> tuple:
+    return (
         "sample",
-        trained_run,
+        run_dir,
         "--prompt",
         "line",
         "--max-new-tokens",
         20,
         "--seed",
-        1,
+        seed,
         "--device",
         "cpu",
     )
+
+
+def test_sample_prints_text_from_the_run(trained_run):
+    result = gptlab(*sample_args(trained_run, seed=1))
     assert result.stdout.startswith("line")
     assert len(result.stdout) > len("line") + 10
 
 
 def test_sample_with_a_seed_is_reproducible(trained_run):
-    args = (
-        "sample",
-        trained_run,
-        "--prompt",
-        "line",
-        "--max-new-tokens",
-        20,
-        "--seed",
-        3,
-        "--device",
-        "cpu",
-    )
+    args = sample_args(trained_run, seed=3)
     assert gptlab(*args).stdout == gptlab(*args).stdout
 
 
