@@ -168,6 +168,19 @@ def test_with_targets_logits_cover_every_position():
     assert logits.shape == (2, 10, 64) and loss.shape == ()
 
 
+def test_with_targets_the_loss_trains_and_the_logits_are_detached():
+    # A differentiable logits output would cost a zero (B, T, V) gradient in compiled backward.
+    model = random_gpt(GPTConfig.from_preset("tiny"))
+    idx = torch.randint(0, 64, (2, 10))
+    logits, loss = model(idx, idx)
+    assert loss.requires_grad and not logits.requires_grad
+    all_logits, _ = model(idx, all_logits=True)
+    assert all_logits.requires_grad  # the way to train on logits of one's own loss
+    assert_close(logits, all_logits.detach())
+    expected = F.cross_entropy(all_logits.view(-1, 64), idx.view(-1))
+    assert_close(loss, expected)
+
+
 def test_loss_is_mean_cross_entropy_of_next_tokens():
     model = random_gpt(GPTConfig.from_preset("tiny"))
     idx = torch.randint(0, 64, (2, 11), generator=torch.Generator().manual_seed(0))

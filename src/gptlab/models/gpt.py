@@ -82,7 +82,8 @@ class GPT(nn.Module):
 
         idx: (B, T) token ids. targets: (B, T) next-token ids (IGNORE_INDEX to skip one); with
         targets, or with `all_logits`, logits cover every position (B, T, V), otherwise only the
-        last one (B, 1, V), which is all that generation needs. For decoding, `kv_cache` (from
+        last one (B, 1, V), which is all that generation needs. With targets the logits come
+        detached (the loss is what trains); for a loss of your own, pass `all_logits=True`. For decoding, `kv_cache` (from
         `new_kv_cache`) stores past keys and values and `input_pos` (T,) says which slots these
         tokens take. `positions` (B, T) overrides the position ids fed to `wpe` (left-padded
         batches start each row at 0), and `padding_mask` (B, S) is True on the key slots that
@@ -116,13 +117,18 @@ class GPT(nn.Module):
         if targets is None and not all_logits:
             return self.lm_head(x[:, -1:, :]), None  # (B, 1, V)
         logits = self.lm_head(x)  # (B, T, V)
-        loss = None
-        if targets is not None:
-            # In float32 whatever the model's dtype, as transformers does: a bfloat16 loss near 10
-            # is rounded to steps of 0.0625. (Under autocast, cross_entropy upcasts anyway.)
-            logits_2d = logits.view(-1, logits.size(-1)).float()  # (B*T, V)
-            loss = F.cross_entropy(logits_2d, targets.reshape(-1), ignore_index=IGNORE_INDEX)
-        return logits, loss
+        if targets is None:
+            return logits, None
+        # In float32 whatever the model's dtype, as transformers does: a bfloat16 loss near 10
+        # is rounded to steps of 0.0625. (Under autocast, cross_entropy upcasts anyway.)
+        logits_2d = logits.view(-1, logits.size(-1)).float()  # (B*T, V)
+        loss = F.cross_entropy(logits_2d, targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        # The loss carries the gradient; the logits beside it are for looking at (accuracy,
+        # logging), so they leave the graph. Under torch.compile this matters: every
+        # differentiable output gets a gradient in the compiled backward, zeros if unused, and
+        # for logits that is a (B, T, V) buffer filled and added for nothing (780 MiB and ~1 ms
+        # a step for GPT-2 at 8 x 1024). To train on the logits, call without targets.
+        return logits.detach(), loss
 
     def new_kv_cache(
         self, batch_size: int, max_length: int | None = None, dtype=None, device=None
