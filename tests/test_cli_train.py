@@ -270,6 +270,7 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path, corpus):
     [
         (["train", "--preset", "nope"], "invalid choice"),
         (["train", "--lr", "-1", "--max-iters", "1"], "lr must be positive"),
+        (["train", "--compile-mode", "fast", "--max-iters", "1"], "invalid choice"),
         (["train", "--data", "/no/such/file.txt"], "neither a text file nor a known dataset"),
         (["train", "--resume", "/no/such/run"], "no run directory"),
         (["sample", "/no/such/run"], "no folder at /no/such/run"),

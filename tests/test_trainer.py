@@ -11,6 +11,7 @@ import torch
 
 from gptlab.config import GPTConfig
 from gptlab.data.text import TokenData
+from gptlab.errors import ConfigError
 from gptlab.models.gpt import GPT
 from gptlab.training import callbacks as cb
 from gptlab.training.checkpoint import MODEL_FILE, STATE_FILE, load_trainer_state
@@ -188,3 +189,16 @@ def test_resume_continues_exactly(tmp_path):
         assert x["loss"] == pytest.approx(y["loss"], abs=1e-6)
     for p, q in zip(straight.raw_model.parameters(), second.raw_model.parameters()):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(compile_mode="fast"), "compile_mode must be one of"),
+        (dict(batch_size=0), "batch_size must be positive"),
+        (dict(dtype="float16"), "loss scaling"),
+    ],
+)
+def test_train_config_rejects_bad_settings(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from gptlab.errors import ConfigError
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 
 @dataclass
 class TrainConfig:
@@ -31,6 +33,9 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
     compile: bool = False
+    # torch.compile's mode: "reduce-overhead" replays the step as CUDA graphs, which pays where
+    # launching kernels takes longer than running them (small models on a GPU).
+    compile_mode: str = "default"
 
     def __post_init__(self):
         positive = ("max_iters", "batch_size", "grad_accum", "log_interval", "eval_iters")
@@ -46,6 +51,10 @@ class TrainConfig:
             raise ConfigError(f"patience must be at least 1, got {self.patience}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"betas must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(
+                f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}"
+            )
         if self.dtype == "float16":
             raise ConfigError(
                 "float16 training needs loss scaling, which gptlab does not do: use --dtype bfloat16"

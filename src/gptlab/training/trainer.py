@@ -80,7 +80,14 @@ class Trainer:
         self.optimizer = make_adamw(
             model, config.lr, config.weight_decay, (config.beta1, config.beta2), device.type
         )
-        self.model = torch.compile(model) if config.compile else model
+        mode = None if config.compile_mode == "default" else config.compile_mode
+        self.model = torch.compile(model, mode=mode) if config.compile else model
+        # CUDA graphs replay into the same output buffers, so each step must say where it starts
+        # and no output may be kept past the next call (see `train_step` and `evaluate`).
+        self.cuda_graphs = config.compile and config.compile_mode in (
+            "reduce-overhead",
+            "max-autotune",
+        )
         self.eval_model = self.model  # compiled too, but never the DDP wrapper: evaluation is local
         if self.group.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -158,6 +165,8 @@ class Trainer:
             # DDP averages gradients across processes in backward; only the last micro-batch
             # of a step needs that, the others just accumulate locally.
             sync = nullcontext() if last or not self.group.enabled else self.model.no_sync()
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with sync, self.autocast():
                 loss = self.loss_fn(self.model, batch) / cfg.grad_accum
             loss.backward()
@@ -172,14 +181,19 @@ class Trainer:
     def evaluate(self) -> dict:
         """Mean loss over the evaluation batches, reported to callbacks with perplexity."""
         self.raw_model.eval()
-        losses = []
+        total, count = torch.zeros((), device=self.device), 0
         for batch in self.eval_batches():
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with self.autocast():
-                losses.append(self.loss_fn(self.eval_model, batch).float())
+                total += self.loss_fn(
+                    self.eval_model, batch
+                ).float()  # summed before the next replay
+            count += 1
         self.raw_model.train()
-        if not losses:
+        if not count:
             raise ConfigError("the evaluation data gave no batches")
-        loss = torch.stack(losses).mean().item()
+        loss = (total / count).item()
         improved = loss < self.best_val_loss
         if improved:
             self.best_val_loss, self.evals_without_improvement = loss, 0
