@@ -5,7 +5,11 @@ The issue's target on an H100: at least 500k tokens/s (a well-known reference ra
 per step of 12 x 1024 tokens), with MFU printed against 989 TFLOP/s (H100 SXM dense bf16).
 
     PYTHONPATH=src python3 benchmarks/train_throughput.py                 # on a GPU
+    PYTHONPATH=src python3 benchmarks/train_throughput.py --batch-sizes 12,32 --no-bias --grad-clip 0
     uv run python benchmarks/train_throughput.py --quick --device cpu     # a smoke test here
+
+By default gptlab trains GPT-2 as it is (biases, gradient clipping at 1.0). `--no-bias --grad-clip 0`
+does the work of the reference's own benchmark, which drops the biases and does not clip.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from gptlab.config import GPTConfig
 from gptlab.device import resolve_device
 from gptlab.models.gpt import GPT
 from gptlab.pretrained import transformers_model_like
-from gptlab.training.config import TrainConfig
+from gptlab.training.config import COMPILE_MODES, TrainConfig
 from gptlab.training.trainer import Trainer
 
 H100_BF16_FLOPS = 989e12
@@ -52,7 +56,6 @@ def measure(
     device,
     steps: int,
     reps: int,
-    compile_mode: str | None = None,
 ):
     B, T = config.batch_size, model_config.context_length
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -70,8 +73,6 @@ def measure(
         device=device,
         loss_fn=loss_fn,
     )
-    if compile_mode:  # compile applied from outside, as any user may
-        trainer.model = torch.compile(trainer.raw_model, mode=compile_mode)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
     for _ in range(3):  # warm-up: compilation, autotuning, allocator
@@ -113,7 +114,18 @@ def main() -> None:
         "--batch-sizes", default="12", help="comma-separated micro-batch sizes to measure"
     )
     parser.add_argument(
-        "--compile-mode", default=None, help="torch.compile mode (default: the default mode)"
+        "--compile-mode", default="default", choices=COMPILE_MODES, help="torch.compile mode"
+    )
+    parser.add_argument(
+        "--no-bias",
+        action="store_true",
+        help="gptlab without biases, as the reference's benchmark (transformers' GPT-2 keeps them)",
+    )
+    parser.add_argument(
+        "--grad-clip",
+        type=float,
+        default=1.0,
+        help="clip the gradient norm at this value; 0: no clipping, as the reference's benchmark",
     )
     parser.add_argument(
         "--vocab-size",
@@ -148,7 +160,9 @@ def main() -> None:
         model_config = GPTConfig.from_preset("tiny")
         args.steps, args.reps = 2, 2
     else:
-        model_config = GPTConfig.from_preset("gpt2", vocab_size=args.vocab_size)
+        model_config = GPTConfig.from_preset(
+            "gpt2", vocab_size=args.vocab_size, bias=not args.no_bias
+        )
     rows = []
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
         config = TrainConfig(
@@ -156,14 +170,16 @@ def main() -> None:
             lr=6e-4,
             beta2=0.95,
             weight_decay=0.1,
-            grad_clip=1.0,
+            grad_clip=args.grad_clip,
             device=str(device),
             dtype="auto",
-            compile=not args.no_compile and device.type == "cuda" and not args.compile_mode,
+            compile=not args.no_compile and device.type == "cuda",
+            compile_mode=args.compile_mode,
         )
         print(
             f"GPT-2 shape {model_config.n_layer}x{model_config.n_embd}, vocab {model_config.vocab_size}, "
-            f"batch {batch_size} x {model_config.context_length}, compile {args.compile_mode or config.compile}, "
+            f"batch {batch_size} x {model_config.context_length}, bias {model_config.bias}, "
+            f"grad clip {config.grad_clip or 'off'}, compile {config.compile and config.compile_mode}, "
             f"attention {args.sdpa_backend}, "
             f"device {torch.cuda.get_device_name() if device.type == 'cuda' else device}, torch {torch.__version__}",
             flush=True,
@@ -185,7 +201,6 @@ def main() -> None:
                 device,
                 args.steps,
                 args.reps,
-                args.compile_mode,
             )
             rows.append((name, batch_size, result))
             if device.type == "cuda":
