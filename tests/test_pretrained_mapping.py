@@ -104,6 +104,12 @@ def test_config_round_trips_through_transformers_gpt2config():
     assert config_from_hf(hf_config.to_dict()) == CONFIG
 
 
+def test_end_of_text_id_is_exported_only_where_the_vocabulary_has_it():
+    assert config_to_hf(GPTConfig.from_preset("gpt2"))["eos_token_id"] == 50256
+    small = config_to_hf(GPTConfig.from_preset("shakespeare-char-cpu"))  # 65 characters
+    assert small["bos_token_id"] is None and small["eos_token_id"] is None
+
+
 def test_config_from_hf_reads_gpt2_shape_and_eps():
     from transformers import GPT2Config
 

@@ -61,6 +61,9 @@ def config_to_hf(config: GPTConfig) -> dict:
         raise CheckpointError(
             "only GPT-2's own architecture (learned positions, biases) exports to GPT-2 format"
         )
+    # GPT-2's <|endoftext|> is id 50256; a smaller vocabulary (a character model) has no such
+    # token, and an id past the vocabulary would make transformers' generate index out of range.
+    end_of_text = 50256 if config.vocab_size > 50256 else None
     return {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -77,8 +80,8 @@ def config_to_hf(config: GPTConfig) -> dict:
         "attn_pdrop": config.dropout,
         "layer_norm_epsilon": config.layer_norm_eps,
         "initializer_range": 0.02,
-        "bos_token_id": 50256,
-        "eos_token_id": 50256,
+        "bos_token_id": end_of_text,
+        "eos_token_id": end_of_text,
         "tie_word_embeddings": True,
     }
 
