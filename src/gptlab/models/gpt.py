@@ -83,9 +83,9 @@ class GPT(nn.Module):
         idx: (B, T) token ids. targets: (B, T) next-token ids (IGNORE_INDEX to skip one); with
         targets, or with `all_logits`, logits cover every position (B, T, V), otherwise only the
         last one (B, 1, V), which is all that generation needs. With targets the logits come
-        detached (the loss is what trains); for a loss of your own, pass `all_logits=True`. For decoding, `kv_cache` (from
-        `new_kv_cache`) stores past keys and values and `input_pos` (T,) says which slots these
-        tokens take. `positions` (B, T) overrides the position ids fed to `wpe` (left-padded
+        detached (the loss is what trains); for a loss of your own, pass `all_logits=True`.
+        For decoding, `kv_cache` (from `new_kv_cache`) stores past keys and values and
+        `input_pos` (T,) says which slots these tokens take. `positions` (B, T) overrides the position ids fed to `wpe` (left-padded
         batches start each row at 0), and `padding_mask` (B, S) is True on the key slots that
         hold real tokens (S = T, or the cache length).
         """
@@ -126,7 +126,7 @@ class GPT(nn.Module):
         # The loss carries the gradient; the logits beside it are for looking at (accuracy,
         # logging), so they leave the graph. Under torch.compile this matters: every
         # differentiable output gets a gradient in the compiled backward, zeros if unused, and
-        # for logits that is a (B, T, V) buffer filled and added for nothing (780 MiB and ~1 ms
+        # for logits that is a (B, T, V) buffer filled and added for nothing (786 MiB and ~1 ms
         # a step for GPT-2 at 8 x 1024). To train on the logits, call without targets.
         return logits.detach(), loss
 

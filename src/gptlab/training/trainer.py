@@ -186,9 +186,8 @@ class Trainer:
             if self.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             with self.autocast():
-                total += self.loss_fn(
-                    self.eval_model, batch
-                ).float()  # summed before the next replay
+                loss = self.loss_fn(self.eval_model, batch)
+            total += loss.float()  # added at once: a CUDA-graph replay reuses the loss's buffer
             count += 1
         self.raw_model.train()
         if not count:
