@@ -202,3 +202,10 @@ def test_resume_continues_exactly(tmp_path):
 def test_train_config_rejects_bad_settings(changes, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**changes)
+
+
+def test_cuda_graphs_only_for_compiled_modes_that_replay_them():
+    assert TrainConfig(compile=True, compile_mode="reduce-overhead").cuda_graphs
+    assert TrainConfig(compile=True, compile_mode="max-autotune").cuda_graphs
+    assert not TrainConfig(compile=False, compile_mode="reduce-overhead").cuda_graphs
+    assert not TrainConfig(compile=True, compile_mode="max-autotune-no-cudagraphs").cuda_graphs

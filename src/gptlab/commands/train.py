@@ -130,22 +130,13 @@ def _add_field_flag(group, field: dataclasses.Field, cls) -> None:
         if default is not None
         else (int if field.name in ("patience", "lr_decay_iters") else str)
     )
-    if field.name == "compile_mode":
-        from gptlab.training.config import COMPILE_MODES
-
-        group.add_argument(
-            flag,
-            default=argparse.SUPPRESS,
-            choices=COMPILE_MODES,
-            help="torch.compile mode with --compile; reduce-overhead replays CUDA graphs "
-            f"(default {default})",
-        )
-        return
+    choices = field.metadata.get("choices")
     group.add_argument(
         flag,
         default=argparse.SUPPRESS,
         type=kind,
-        metavar=field.name.upper(),
+        choices=choices,
+        metavar=None if choices else field.name.upper(),
         help=f"(default {default})",
     )
 

@@ -35,7 +35,12 @@ class TrainConfig:
     compile: bool = False
     # torch.compile's mode: "reduce-overhead" replays the step as CUDA graphs, which pays where
     # launching kernels takes longer than running them (small models on a GPU).
-    compile_mode: str = "default"
+    compile_mode: str = dataclasses.field(default="default", metadata={"choices": COMPILE_MODES})
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the compiled model replays CUDA graphs (on a CUDA device)."""
+        return self.compile and self.compile_mode in ("reduce-overhead", "max-autotune")
 
     def __post_init__(self):
         positive = ("max_iters", "batch_size", "grad_accum", "log_interval", "eval_iters")

@@ -82,12 +82,6 @@ class Trainer:
         )
         mode = None if config.compile_mode == "default" else config.compile_mode
         self.model = torch.compile(model, mode=mode) if config.compile else model
-        # CUDA graphs replay into the same output buffers, so each step must say where it starts
-        # and no output may be kept past the next call (see `train_step` and `evaluate`).
-        self.cuda_graphs = config.compile and config.compile_mode in (
-            "reduce-overhead",
-            "max-autotune",
-        )
         self.eval_model = self.model  # compiled too, but never the DDP wrapper: evaluation is local
         if self.group.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -165,7 +159,7 @@ class Trainer:
             # DDP averages gradients across processes in backward; only the last micro-batch
             # of a step needs that, the others just accumulate locally.
             sync = nullcontext() if last or not self.group.enabled else self.model.no_sync()
-            if self.cuda_graphs:
+            if cfg.cuda_graphs:  # replays reuse their output buffers: say where a step starts
                 torch.compiler.cudagraph_mark_step_begin()
             with sync, self.autocast():
                 loss = self.loss_fn(self.model, batch) / cfg.grad_accum
@@ -183,7 +177,7 @@ class Trainer:
         self.raw_model.eval()
         total, count = torch.zeros((), device=self.device), 0
         for batch in self.eval_batches():
-            if self.cuda_graphs:
+            if self.config.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             with self.autocast():
                 loss = self.loss_fn(self.eval_model, batch)
