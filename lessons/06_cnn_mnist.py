@@ -153,7 +153,7 @@ print(f"trainer schedule vs CosineAnnealingLR: largest difference {largest_gap:.
 
 trainer.fit()
 print(
-    f"stopped at step {trainer.step} of {config.max_iters}; best validation loss {trainer.best_val_loss:.4f}"
+    f"stopped at step {trainer.step} of {config.max_iters}; best validation loss {trainer.best_metric:.4f}"
 )
 
 # %% [markdown]

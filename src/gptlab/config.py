@@ -1,13 +1,15 @@
-"""`GPTConfig`, the shape of a GPT, and the named presets.
+"""`GPTConfig`, the shape of a GPT, and the named presets; `ClassifierConfig`, the head a
+classifier puts on one.
 
 A config is a small typed dataclass; presets are data. Training, generation and fine-tuning bring
-their own configs rather than adding fields here.
+their own configs rather than adding fields here. Nothing here imports torch, so the command
+line can offer these choices at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gptlab.errors import ConfigError
 
@@ -85,3 +87,45 @@ PRESETS: dict[str, dict] = {
     ),
     "tiny": dict(n_layer=2, n_head=2, n_embd=32, context_length=32, vocab_size=64),
 }
+
+
+POOLINGS = ("last", "mean")
+PADDING_SIDES = ("right", "left")
+
+
+@dataclass
+class ClassifierConfig:
+    """The head of a classifier: its classes and how it reads the body's hidden states."""
+
+    labels: list[str]  # class names; a class's id is its index here
+    pooling: str = "last"  # "last": the last real token; "mean": the average of the real tokens
+    padding_side: str = "right"  # where batches are padded (see GPTClassifier.forward)
+    pad_id: int = 0  # the id that fills padding positions (never read: masks come from lengths)
+    num_classes: int = field(init=False)
+
+    def __post_init__(self):
+        self.labels = [str(label) for label in self.labels]
+        if len(self.labels) < 2:
+            raise ConfigError(f"a classifier needs at least two classes, got {self.labels}")
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"class names must be distinct, got {self.labels}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.padding_side not in PADDING_SIDES:
+            raise ConfigError(
+                f"padding_side must be one of {', '.join(PADDING_SIDES)}, got {self.padding_side!r}"
+            )
+        self.num_classes = len(self.labels)
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values.pop("num_classes")  # derived
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ClassifierConfig:
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(values) - known - {"num_classes"})
+        if unknown:
+            raise ConfigError(f"unknown ClassifierConfig field(s): {', '.join(unknown)}")
+        return cls(**{key: value for key, value in values.items() if key in known})

@@ -1,8 +1,10 @@
-"""Evaluating a language model: loss and perplexity over a whole token sequence."""
+"""Evaluating models: a language model's loss and perplexity over a whole token sequence, and a
+classifier's accuracy, F1 and confusion matrix."""
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -64,3 +66,60 @@ def _group_by_length(starts: list[int], block_size: int, n: int):
     for s in starts:
         if s + block_size > n:
             yield n - s, [s]
+
+
+# -- classification -----------------------------------------------------------------------
+
+
+def classification_metrics(predicted: list[int], actual: list[int], names: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class precision / recall / F1 / support, and the confusion matrix
+    (`confusion[i][j]`: examples of class i predicted as j).
+
+    A class never predicted has precision 0, and one absent from `actual` recall 0, as
+    scikit-learn reports them (with `zero_division=0`).
+    """
+    if len(predicted) != len(actual) or not actual:
+        raise DataError("need as many predictions as labels, and at least one")
+    K = len(names)
+    confusion = [[0] * K for _ in range(K)]
+    for p, a in zip(predicted, actual, strict=True):
+        confusion[a][p] += 1
+    per_class = {}
+    for k, name in enumerate(names):
+        true_positive = confusion[k][k]
+        predicted_k = sum(confusion[i][k] for i in range(K))
+        actual_k = sum(confusion[k])
+        precision = true_positive / predicted_k if predicted_k else 0.0
+        recall = true_positive / actual_k if actual_k else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": actual_k}
+    return {
+        "accuracy": sum(confusion[k][k] for k in range(K)) / len(actual),
+        "macro_f1": sum(c["f1"] for c in per_class.values()) / K,
+        "per_class": per_class,
+        "confusion": confusion,
+        "labels": list(names),
+        "examples": len(actual),
+    }
+
+
+@torch.no_grad()
+def classify_batches(
+    model: nn.Module, batches, autocast=nullcontext
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Run a classifier over `(idx, padding_mask, labels)` batches, each under `autocast()`.
+
+    Returns (probabilities (N, K) on the CPU, labels (N,), mean loss).
+    """
+    was_training = model.training
+    model.eval()
+    probabilities, labels, loss_sum = [], [], torch.zeros(())
+    for idx, mask, target in batches:
+        with autocast():
+            logits, loss = model(idx, mask, target)
+        probabilities.append(torch.softmax(logits.float(), dim=-1).cpu())
+        labels.append(target.cpu())
+        loss_sum = loss_sum + loss.float().cpu() * len(target)
+    model.train(was_training)
+    labels = torch.cat(labels)
+    return torch.cat(probabilities), labels, (loss_sum / len(labels)).item()

@@ -3,6 +3,9 @@
 gptlab's parameter names are GPT-2's without the `transformer.` prefix. The one real difference
 is the layout of the projections: GPT-2 stores them as `Conv1D` with weights (in, out), where
 `nn.Linear` keeps (out, in), so those four weights are transposed on the way in and out.
+
+Two architectures map: `GPT2LMHeadModel` <-> `GPT`, and `GPT2ForSequenceClassification` <->
+`GPTClassifier`, whose names (`transformer.*`, `score.weight`) are already transformers'.
 """
 
 from __future__ import annotations
@@ -110,6 +113,71 @@ def state_dict_to_hf(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return hf_state
 
 
+CLASSIFIER_ARCHITECTURE = "GPT2ForSequenceClassification"
+
+
+def classifier_config_to_hf(config: GPTConfig, head) -> dict:
+    """The `config.json` values of a GPT2ForSequenceClassification with this body and head."""
+    if head.pooling != "last":
+        raise CheckpointError(
+            "GPT2ForSequenceClassification reads the last token: a classifier with "
+            f"{head.pooling!r} pooling has no equivalent there"
+        )
+    values = config_to_hf(config)
+    values.update(
+        architectures=[CLASSIFIER_ARCHITECTURE],
+        id2label={str(i): name for i, name in enumerate(head.labels)},
+        label2id={name: i for i, name in enumerate(head.labels)},
+        # transformers finds each row's last real token as the last one that is not the pad id
+        pad_token_id=head.pad_id,
+    )
+    return values
+
+
+def classifier_config_from_hf(values: Mapping):
+    """A ClassifierConfig from a GPT2ForSequenceClassification's config.json values."""
+    from gptlab.config import ClassifierConfig
+
+    id2label = values.get("id2label") or {}
+    if len(id2label) < 2:
+        raise CheckpointError(
+            "a sequence-classification config needs id2label with two or more classes"
+        )
+    labels = [id2label[key] for key in sorted(id2label, key=int)]
+    pad_id = values.get("pad_token_id")
+    return ClassifierConfig(labels=labels, pad_id=0 if pad_id is None else int(pad_id))
+
+
+def classifier_state_to_hf(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A GPTClassifier's state dict in GPT2ForSequenceClassification's names and layouts."""
+    body = {
+        name.removeprefix("transformer."): tensor
+        for name, tensor in state.items()
+        if name.startswith("transformer.")
+    }
+    return {**state_dict_to_hf(body), "score.weight": state["score.weight"]}
+
+
+def classifier_state_from_hf(hf_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename and transpose a GPT2ForSequenceClassification state dict into GPTClassifier's."""
+    if "score.weight" not in hf_state:
+        raise CheckpointError("the checkpoint has no score.weight: it is not a sequence classifier")
+    body = state_dict_from_hf({k: v for k, v in hf_state.items() if k != "score.weight"})
+    return {
+        **{f"transformer.{name}": tensor for name, tensor in body.items()},
+        "score.weight": hf_state["score.weight"],
+    }
+
+
+def is_classifier(model) -> bool:
+    return hasattr(model, "score") and hasattr(model, "transformer")
+
+
+def model_task(model) -> str:
+    """ "classify" for a GPTClassifier, "lm" for a GPT."""
+    return "classify" if is_classifier(model) else "lm"
+
+
 # -- loading ------------------------------------------------------------------------------
 
 HUB_NAMES = {
@@ -157,17 +225,26 @@ def is_hf_folder(path: Path) -> bool:
 
 
 def load_hf_folder(folder: str | Path):
-    """gptlab's GPT with the weights of a Hugging Face GPT-2 folder (config.json + weights)."""
+    """gptlab's model with the weights of a Hugging Face GPT-2 folder (config.json + weights):
+    a GPT, or a GPTClassifier for a GPT2ForSequenceClassification."""
     from gptlab.models.gpt import GPT
     from gptlab.training.checkpoint import load_state_into
 
     folder = Path(folder)
-    config = config_from_hf(json.loads((folder / "config.json").read_text()))
+    values = json.loads((folder / "config.json").read_text())
+    config = config_from_hf(values)
     weights = next((folder / name for name in HF_WEIGHT_FILES if (folder / name).is_file()), None)
     if weights is None:
         raise CheckpointError(f"{folder} has no {' or '.join(HF_WEIGHT_FILES)}")
+    hf_state = _read_weights(weights)
+    if CLASSIFIER_ARCHITECTURE in (values.get("architectures") or []):
+        from gptlab.models.classifier import GPTClassifier
+
+        model = GPTClassifier(GPT(config), classifier_config_from_hf(values))
+        load_state_into(model, classifier_state_from_hf(hf_state), source=str(weights))
+        return model
     model = GPT(config)
-    load_state_into(model, state_dict_from_hf(_read_weights(weights)), source=str(weights))
+    load_state_into(model, state_dict_from_hf(hf_state), source=str(weights))
     return model
 
 
@@ -184,12 +261,28 @@ def _read_weights(path: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"cannot read {path}: {error}") from error
 
 
-def load_model(spec: str | Path, device="cpu", checkpoint: str = "best"):
+def load_model(spec: str | Path, device="cpu", checkpoint: str = "best", task: str | None = None):
     """A model and its tokenizer from a run directory, a Hugging Face folder, or a model name.
 
-    Returns (model in eval mode, tokenizer, info dict with "source" and "kind"); `checkpoint`
-    picks the best or last weights of a run directory.
+    Returns (model in eval mode, tokenizer, info dict with "source", "kind" and "task");
+    `checkpoint` picks the best or last weights of a run directory; `task` ("lm", "classify"),
+    when given, is the kind of model the caller needs: another is a CheckpointError.
     """
+    model, tokenizer, info = _load_any_model(spec, device, checkpoint)
+    info["task"] = model_task(model)
+    if task is not None and info["task"] != task:
+        raise CheckpointError(_WRONG_TASK[task].format(spec=spec))
+    return model, tokenizer, info
+
+
+_WRONG_TASK = {
+    "lm": "{spec} is a classifier, not a language model: use `gptlab classify {spec} TEXT`",
+    "classify": "{spec} is a language model, not a classifier: make one with "
+    "`gptlab finetune classify {spec} --data DATA --out RUN`",
+}
+
+
+def _load_any_model(spec: str | Path, device, checkpoint: str):
     from gptlab.runs import load_run
     from gptlab.tokenizers import GPT2Tokenizer
 
@@ -235,8 +328,8 @@ def _looks_like_repo_id(spec: str) -> bool:
 
 
 def export_hf(model, tokenizer, out: str | Path) -> Path:
-    """Write a folder that transformers' GPT2LMHeadModel (and GPT2TokenizerFast, for a GPT-2
-    tokenizer) load with `from_pretrained`."""
+    """Write a folder that transformers' GPT2LMHeadModel, or GPT2ForSequenceClassification for
+    a classifier (and GPT2TokenizerFast, for a GPT-2 tokenizer), load with `from_pretrained`."""
     from safetensors.torch import save_file
 
     from gptlab.atomic import atomic_path
@@ -244,14 +337,16 @@ def export_hf(model, tokenizer, out: str | Path) -> Path:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    hf_config = config_to_hf(model.config)
+    if is_classifier(model):
+        hf_config = classifier_config_to_hf(model.config, model.head)
+        hf_state = classifier_state_to_hf(unique_state_dict(model))
+    else:
+        hf_config = config_to_hf(model.config)
+        hf_state = state_dict_to_hf(unique_state_dict(model))
     if tokenizer.eos_id is None:
         hf_config.update(bos_token_id=None, eos_token_id=None)
     write_json(out / "config.json", hf_config)
-    state = {
-        name: t.detach().cpu().contiguous()
-        for name, t in state_dict_to_hf(unique_state_dict(model)).items()
-    }
+    state = {name: t.detach().cpu().contiguous() for name, t in hf_state.items()}
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     tokenizer.save(out)

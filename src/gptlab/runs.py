@@ -19,12 +19,59 @@ from gptlab.training.checkpoint import (
     write_json,
 )
 
+TASKS = ("lm", "classify")
 
-def write_run_config(run_dir: Path, model: GPTConfig, train: dict, data: dict) -> None:
+
+def write_run_config(
+    run_dir: Path, model: GPTConfig, train: dict, data: dict, task: str = "lm", **sections
+) -> None:
+    """config.json: the task, the model's shape, how it was trained and on what, and the task's
+    own sections (a classifier's `classifier`, a fine-tuning run's `base`)."""
     write_json(
         run_dir / CONFIG_FILE,
-        {"gptlab_version": __version__, "model": model.to_dict(), "train": train, "data": data},
+        {
+            "gptlab_version": __version__,
+            "task": task,
+            "model": model.to_dict(),
+            **sections,
+            "train": train,
+            "data": data,
+        },
     )
+
+
+def task_sections(model) -> dict:
+    """The config.json sections that say what task a built model does (for write_run_config)."""
+    from gptlab.pretrained import is_classifier
+
+    if is_classifier(model):
+        return {"task": "classify", "classifier": model.head.to_dict()}
+    return {"task": "lm"}
+
+
+def run_task(config: dict) -> str:
+    """A run's task: "lm" for language models (and runs written before tasks were recorded)."""
+    task = config.get("task", "lm")
+    if task not in TASKS:
+        raise CheckpointError(
+            f"unknown task {task!r} in a run's config (known: {', '.join(TASKS)})"
+        )
+    return task
+
+
+def build_model(config: dict):
+    """The untrained model a run's config describes: a GPT, or a GPTClassifier."""
+    from gptlab.models.gpt import GPT
+
+    body = GPT(GPTConfig.from_dict(config["model"]))
+    if run_task(config) == "classify":
+        from gptlab.config import ClassifierConfig
+        from gptlab.models.classifier import GPTClassifier
+
+        if "classifier" not in config:
+            raise CheckpointError("a classification run's config has no 'classifier' section")
+        return GPTClassifier(body, ClassifierConfig.from_dict(config["classifier"]))
+    return body
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -46,18 +93,17 @@ def read_run_config(run_dir: str | Path) -> dict:
 
 
 def load_run(run_dir: str | Path, device="cpu", checkpoint: str = "best"):
-    """The model (in eval mode), tokenizer and config of a run directory.
+    """The model (a GPT or GPTClassifier, in eval mode), tokenizer and config of a run directory.
 
     checkpoint: "best" reads model.safetensors (the best weights by validation loss), "last"
     the weights in trainer_state.pt (where training stopped).
     """
-    from gptlab.models.gpt import GPT
     from gptlab.tokenizers import load_tokenizer
     from gptlab.training.checkpoint import load_state_into, load_trainer_state, load_weights
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    model = GPT(GPTConfig.from_dict(config["model"]))
+    model = build_model(config)
     if checkpoint == "best":
         load_weights(model, run_dir / MODEL_FILE)
     elif checkpoint == "last":

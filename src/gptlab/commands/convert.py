@@ -69,21 +69,24 @@ def add_parser(subparsers) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from gptlab.pretrained import export_hf, load_model
 
-    model, tokenizer, _ = load_model(args.model)
+    model, tokenizer, info = load_model(args.model)
     out = export_hf(model, tokenizer, args.out)
     note = (
         ""
         if tokenizer.kind == "gpt2"
         else f" (its {tokenizer.kind} tokenizer is gptlab's own: load it with gptlab)"
     )
-    print(f"wrote {out}: GPT2LMHeadModel.from_pretrained({str(out)!r}) loads it{note}")
+    architecture = (
+        "GPT2ForSequenceClassification" if info["task"] == "classify" else "GPT2LMHeadModel"
+    )
+    print(f"wrote {out}: {architecture}.from_pretrained({str(out)!r}) loads it{note}")
     return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
     from gptlab.errors import ConfigError
     from gptlab.pretrained import load_model
-    from gptlab.runs import write_run_config
+    from gptlab.runs import task_sections, write_run_config
     from gptlab.training.checkpoint import MODEL_FILE, STATE_FILE, TOKENIZER_DIR, save_weights
 
     out = Path(args.out)
@@ -93,7 +96,9 @@ def run_import(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model, out / MODEL_FILE, {"source": info["source"]})
     tokenizer.save(out / TOKENIZER_DIR)
-    write_run_config(out, model.config, train={}, data={"imported_from": info["source"]})
+    write_run_config(
+        out, model.config, train={}, data={"imported_from": info["source"]}, **task_sections(model)
+    )
     print(f"wrote run directory {out} ({model.num_params():,} parameters) from {info['source']}")
     return 0
 
@@ -113,6 +118,11 @@ def run_info(args: argparse.Namespace) -> int:
         ("context", c.context_length),
         ("vocabulary", f"{c.vocab_size:,} ({tokenizer.kind} tokenizer)"),
         ("positions", c.positions),
+        *(
+            [("task", f"classify: {', '.join(model.head.labels)} ({model.head.pooling} pooling)")]
+            if info["task"] == "classify"
+            else []
+        ),
         ("dropout", c.dropout),
         (
             "parameters",

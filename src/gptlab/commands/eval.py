@@ -1,4 +1,5 @@
-"""`gptlab eval`: loss and perplexity of a trained model on its validation split or a file."""
+"""`gptlab eval`: loss and perplexity of a language model on its validation split or a file;
+accuracy, F1 and the confusion matrix of a classifier on its test split or a labelled file."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ examples:
   gptlab eval runs/shakespeare-cpu                 # the run's own validation split
   gptlab eval runs/shakespeare-cpu --data other.txt
   gptlab eval runs/shakespeare-cpu --json          # one JSON object on stdout
+  gptlab eval runs/spam                            # a classifier: its test split
+  gptlab eval runs/spam --split val
+  gptlab eval runs/spam --data more_messages.csv --text-column body --label-column label
 """
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="loss and perplexity of a model on text",
-        description="Measure the next-token loss and perplexity of a model over every token of its "
-        "validation split, or of a text file you give.",
+        help="loss and perplexity of a model on text; accuracy and F1 of a classifier",
+        description="Measure the next-token loss and perplexity of a language model over every "
+        "token of its validation split, or of a text file you give. For a classifier: accuracy, "
+        "macro-F1, per-class precision and recall, and the confusion matrix on its test split, "
+        "another split, or a labelled file.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -29,7 +35,20 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--data",
-        help="a text file (or dataset name) to evaluate on instead of the validation split",
+        help="a text file (or dataset name) to evaluate on instead of the validation split; "
+        "for a classifier, a labelled .csv/.tsv/.jsonl file (or sms-spam), every row of it",
+    )
+    parser.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="a classifier's split to evaluate (default test)",
+    )
+    parser.add_argument(
+        "--text-column", help="a classifier's --data text column (default: the run's)"
+    )
+    parser.add_argument(
+        "--label-column", help="a classifier's --data label column (default: the run's)"
     )
     parser.add_argument(
         "--checkpoint",
@@ -56,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     device = resolve_device(args.device)
     model, tokenizer, info = load_model(args.model, device, args.checkpoint)
+    if info["task"] == "classify":
+        return _classifier(args, model, tokenizer, info, device)
     if args.data:
         source = str(resolve_text(args.data))
         tokens = tokenize_corpus(resolve_text(args.data), tokenizer)
@@ -80,3 +101,73 @@ def run(args: argparse.Namespace) -> int:
             f"{source}: loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens"
         )
     return 0
+
+
+def _classifier(args, model, tokenizer, info, device) -> int:
+    """Accuracy, macro-F1, per-class precision / recall and the confusion matrix."""
+    from gptlab.data.labelled import (
+        ClassificationBatches,
+        check_labelled,
+        encode_examples,
+        load_labelled,
+    )
+    from gptlab.errors import ConfigError
+    from gptlab.tasks.classification import DataSpec, evaluate_split, prepare_data
+
+    saved = info.get("config", {}).get("data")
+    head = model.head
+    if args.data:
+        spec = DataSpec.from_dict(saved or {})
+        data = load_labelled(
+            args.data,
+            args.text_column or spec.text_column,
+            args.label_column or spec.label_column,
+        )
+        check_labelled(data, args.data, min_classes=1)
+        max_length = min(
+            spec.max_length or model.config.context_length, model.config.context_length
+        )
+        examples = encode_examples(data, tokenizer, head.labels, max_length, args.data)
+        source = f"{args.data} (every row)"
+    elif saved is None or "data" not in saved:
+        raise ConfigError(
+            f"{args.model} does not say what it was trained on: pass a labelled file with --data"
+        )
+    else:
+        spec = DataSpec.from_dict(saved)
+        examples = prepare_data(spec, tokenizer, model.config.context_length, head.labels).splits[
+            args.split
+        ]
+        source = f"{spec.data} ({args.split} split)"
+        if not len(examples):
+            raise ConfigError(f"the {args.split} split of {spec.data} is empty")
+    batches = ClassificationBatches(examples, args.batch_size, head.pad_id, head.padding_side)
+    report = evaluate_split(model, batches, head.labels, device)
+    report["data"] = source
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(format_report(report))
+    return 0
+
+
+def format_report(report: dict) -> str:
+    """A classification report as a person reads it: the headline, a table per class, the
+    confusion matrix (rows: the true class; columns: the predicted one)."""
+    names = report["labels"]
+    width = max(12, *(len(name) + 2 for name in names))
+    lines = [
+        f"{report['data']}: {report['examples']:,} examples, accuracy {report['accuracy']:.2%}, "
+        f"macro-F1 {report['macro_f1']:.4f}, loss {report['loss']:.4f}",
+        "",
+        f"{'class':<{width}}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}",
+    ]
+    for name, row in report["per_class"].items():
+        lines.append(
+            f"{name:<{width}}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10,}"
+        )
+    lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
+    lines.append(" " * width + "".join(f"{name:>{width}}" for name in names))
+    for name, row in zip(names, report["confusion"], strict=True):
+        lines.append(f"{name:<{width}}" + "".join(f"{count:>{width},}" for count in row))
+    return "\n".join(lines)

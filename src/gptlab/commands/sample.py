@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     base = generation_config(args)  # validates every decoding flag before the model loads
     device = resolve_device(args.device)
-    model, tokenizer, _ = load_model(args.model, device, args.checkpoint)
+    model, tokenizer, _ = load_model(args.model, device, args.checkpoint, task="lm")
     prompt = args.prompt
     if prompt is None:
         prompt = tokenizer.decode([tokenizer.eos_id]) if tokenizer.eos_id is not None else "\n"

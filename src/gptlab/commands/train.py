@@ -107,16 +107,18 @@ def add_parser(subparsers) -> None:
     )
     model = parser.add_argument_group("model (override the preset)")
     for field in dataclasses.fields(GPTConfig):
-        _add_field_flag(model, field, GPTConfig)
+        add_field_flag(model, field, GPTConfig)
     train = parser.add_argument_group("training")
     for field in dataclasses.fields(TrainConfig):
-        _add_field_flag(train, field, TrainConfig)
+        add_field_flag(train, field, TrainConfig)
     parser.set_defaults(run=run, command="train")
 
 
-def _add_field_flag(group, field: dataclasses.Field, cls) -> None:
+def add_field_flag(group, field: dataclasses.Field, cls, defaults: dict | None = None) -> None:
+    """A flag for a config field, absent from the namespace unless given (so settings layer);
+    `defaults` are the values a command uses in place of the field's own, shown in the help."""
     flag = "--" + field.name.replace("_", "-")
-    default = field.default
+    default = (defaults or {}).get(field.name, field.default)
     if isinstance(default, bool):
         group.add_argument(
             flag,
@@ -126,8 +128,8 @@ def _add_field_flag(group, field: dataclasses.Field, cls) -> None:
         )
         return
     kind = (
-        type(default)
-        if default is not None
+        type(field.default)
+        if field.default is not None
         else (int if field.name in ("patience", "lr_decay_iters") else str)
     )
     choices = field.metadata.get("choices")
@@ -198,7 +200,7 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
     from gptlab.models.gpt import GPT
     from gptlab.runs import read_run_config, write_run_config
     from gptlab.tokenizers import get_tokenizer, load_tokenizer
-    from gptlab.training import callbacks as cb
+    from gptlab.training.callbacks import standard_callbacks
     from gptlab.training.checkpoint import STATE_FILE, TOKENIZER_DIR, load_trainer_state
     from gptlab.training.config import TrainConfig
     from gptlab.training.distributed import init_from_env, shutdown
@@ -254,23 +256,14 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
 
-    callbacks = []
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
             tokenizer.save(run_dir / TOKENIZER_DIR)
         write_run_config(run_dir, model_cfg, train_cfg.to_dict(), data_cfg)
-        callbacks = [
-            cb.ProgressBar(),
-            cb.MetricsLog(run_dir / "metrics.jsonl"),
-            cb.Checkpointer(run_dir),
-        ]
-        if tensorboard:
-            callbacks.append(cb.TensorBoard(run_dir / "tensorboard"))
-        if train_cfg.patience:
-            callbacks.append(cb.EarlyStopping(train_cfg.patience))
-    elif train_cfg.patience:
-        callbacks = [cb.EarlyStopping(train_cfg.patience)]  # every process must stop together
+    callbacks = standard_callbacks(
+        run_dir, is_main=group.is_main, tensorboard=tensorboard, patience=train_cfg.patience
+    )
 
     trainer = Trainer(
         model,
@@ -305,11 +298,7 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
     finally:
         shutdown(group)
     if group.is_main:
-        best = (
-            f"best val loss {trainer.best_val_loss:.4f}, "
-            if trainer.best_val_loss < float("inf")
-            else ""
-        )
+        best = f"best val loss {trainer.best_metric:.4f}, " if trainer.evaluated else ""
         print(
             f"done: {trainer.step} steps, {best}{time.perf_counter() - started:.1f} s; run directory {run_dir}",
             file=sys.stderr,

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         from gptlab.errors import ConfigError
         from gptlab.pretrained import load_model
 
-        model, tokenizer, info = load_model(args.model, "cpu", args.checkpoint)
+        model, tokenizer, info = load_model(args.model, "cpu", args.checkpoint, task="lm")
         name = _model_name(info, args.model)
         if args.picture == "embeddings":
             path = viz.plot_embeddings(

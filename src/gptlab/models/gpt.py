@@ -85,9 +85,44 @@ class GPT(nn.Module):
         last one (B, 1, V), which is all that generation needs. With targets the logits come
         detached (the loss is what trains); for a loss of your own, pass `all_logits=True`.
         For decoding, `kv_cache` (from `new_kv_cache`) stores past keys and values and
-        `input_pos` (T,) says which slots these tokens take. `positions` (B, T) overrides the position ids fed to `wpe` (left-padded
-        batches start each row at 0), and `padding_mask` (B, S) is True on the key slots that
-        hold real tokens (S = T, or the cache length).
+        `input_pos` (T,) says which slots these tokens take. `positions` (B, T) overrides the
+        position ids fed to `wpe` (left-padded batches start each row at 0), and `padding_mask`
+        (B, S) is True on the key slots that hold real tokens (S = T, or the cache length).
+        """
+        x = self.hidden_states(
+            idx,
+            kv_cache=kv_cache,
+            input_pos=input_pos,
+            positions=positions,
+            padding_mask=padding_mask,
+        )  # (B, T, C)
+        if targets is None and not all_logits:
+            return self.lm_head(x[:, -1:, :]), None  # (B, 1, V)
+        logits = self.lm_head(x)  # (B, T, V)
+        if targets is None:
+            return logits, None
+        # In float32 whatever the model's dtype, as transformers does: a bfloat16 loss near 10
+        # is rounded to steps of 0.0625. (Under autocast, cross_entropy upcasts anyway.)
+        logits_2d = logits.view(-1, logits.size(-1)).float()  # (B*T, V)
+        loss = F.cross_entropy(logits_2d, targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        # The loss carries the gradient; the logits beside it are for looking at (accuracy,
+        # logging), so they leave the graph. Under torch.compile this matters: every
+        # differentiable output gets a gradient in the compiled backward, zeros if unused, and
+        # for logits that is a (B, T, V) buffer filled and added for nothing (786 MiB and ~1 ms
+        # a step for GPT-2 at 8 x 1024). To train on the logits, call without targets.
+        return logits.detach(), loss
+
+    def hidden_states(
+        self,
+        idx: Tensor,
+        *,
+        kv_cache: list[KVCache] | None = None,
+        input_pos: Tensor | None = None,
+        positions: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """The final hidden states (B, T, C), after `ln_f`: what a head reads (the language-model
+        head here, a classification head in `gptlab.models.classifier`). Arguments as `forward`'s.
         """
         B, T = idx.shape
         if kv_cache is None:
@@ -112,23 +147,7 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, T, C)
         for i, block in enumerate(self.h):
             x = block(x, mask, None if kv_cache is None else kv_cache[i], input_pos)
-        x = self.ln_f(x)
-
-        if targets is None and not all_logits:
-            return self.lm_head(x[:, -1:, :]), None  # (B, 1, V)
-        logits = self.lm_head(x)  # (B, T, V)
-        if targets is None:
-            return logits, None
-        # In float32 whatever the model's dtype, as transformers does: a bfloat16 loss near 10
-        # is rounded to steps of 0.0625. (Under autocast, cross_entropy upcasts anyway.)
-        logits_2d = logits.view(-1, logits.size(-1)).float()  # (B*T, V)
-        loss = F.cross_entropy(logits_2d, targets.reshape(-1), ignore_index=IGNORE_INDEX)
-        # The loss carries the gradient; the logits beside it are for looking at (accuracy,
-        # logging), so they leave the graph. Under torch.compile this matters: every
-        # differentiable output gets a gradient in the compiled backward, zeros if unused, and
-        # for logits that is a (B, T, V) buffer filled and added for nothing (786 MiB and ~1 ms
-        # a step for GPT-2 at 8 x 1024). To train on the logits, call without targets.
-        return logits.detach(), loss
+        return self.ln_f(x)
 
     def new_kv_cache(
         self, batch_size: int, max_length: int | None = None, dtype=None, device=None
@@ -170,7 +189,7 @@ class GPT(nn.Module):
         or a gptlab run directory; `gptlab.pretrained.load_model` also returns the tokenizer."""
         from gptlab.pretrained import load_model
 
-        return load_model(name_or_path, device)[0]
+        return load_model(name_or_path, device, task="lm")[0]
 
     def crop_context(self, context_length: int) -> None:
         """Shrink the context window of a built model (e.g. a pretrained 1024 to 256)."""

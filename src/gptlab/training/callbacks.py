@@ -45,8 +45,12 @@ class ProgressBar(Callback):
 
     def on_eval_end(self, trainer: Trainer, metrics: dict, improved: bool) -> None:
         best = " (best)" if improved else ""
+        if "accuracy" in metrics:  # a classifier: perplexity means nothing there
+            measures = f"accuracy {metrics['accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.4f}"
+        else:
+            measures = f"perplexity {metrics['perplexity']:.2f}"
         self.bar.write(
-            f"step {metrics['step']:>6}: val loss {metrics['loss']:.4f}, perplexity {metrics['perplexity']:.2f}{best}"
+            f"step {metrics['step']:>6}: val loss {metrics['loss']:.4f}, {measures}{best}"
         )
 
     def on_train_end(self, trainer: Trainer) -> None:
@@ -60,7 +64,18 @@ class MetricsLog(Callback):
     file reads as one uninterrupted run.
     """
 
-    KEYS = ("step", "split", "loss", "perplexity", "lr", "grad_norm", "tokens_per_sec", "elapsed")
+    KEYS = (
+        "step",
+        "split",
+        "loss",
+        "perplexity",
+        "accuracy",
+        "macro_f1",
+        "lr",
+        "grad_norm",
+        "tokens_per_sec",
+        "elapsed",
+    )
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -110,8 +125,9 @@ class TensorBoard(Callback):
         self.writer.add_scalar("train/tokens_per_sec", metrics["tokens_per_sec"], step)
 
     def on_eval_end(self, trainer: Trainer, metrics: dict, improved: bool) -> None:
-        for key in ("loss", "perplexity"):
-            self.writer.add_scalar(f"val/{key}", metrics[key], metrics["step"])
+        for key in ("loss", "perplexity", "accuracy", "macro_f1"):
+            if key in metrics:
+                self.writer.add_scalar(f"val/{key}", metrics[key], metrics["step"])
         self.writer.flush()
 
     def on_train_end(self, trainer: Trainer) -> None:
@@ -142,7 +158,7 @@ class Checkpointer(Callback):
     def on_train_end(self, trainer: Trainer) -> None:
         if trainer.last_eval_step == trainer.step:
             return  # the evaluation at this step already saved everything
-        if math.isinf(trainer.best_val_loss):  # never evaluated: the last weights are the result
+        if not trainer.evaluated:  # never evaluated: the last weights are the result
             save_weights(
                 trainer.raw_model,
                 self.run_dir / MODEL_FILE,
@@ -166,3 +182,19 @@ def _json_number(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def standard_callbacks(
+    run_dir: Path, *, is_main: bool, tensorboard: bool, patience: int | None
+) -> list[Callback]:
+    """What a command that writes a run directory reports to: the main process gets the progress
+    bar, metrics.jsonl, checkpoints and TensorBoard; every process gets early stopping (they
+    must stop together)."""
+    callbacks: list[Callback] = []
+    if is_main:
+        callbacks += [ProgressBar(), MetricsLog(run_dir / "metrics.jsonl"), Checkpointer(run_dir)]
+        if tensorboard:
+            callbacks.append(TensorBoard(run_dir / "tensorboard"))
+    if patience:
+        callbacks.append(EarlyStopping(patience))
+    return callbacks

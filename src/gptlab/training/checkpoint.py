@@ -75,7 +75,11 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
     """`model.load_state_dict(state)` with tied weights restored and shape errors made clear."""
     expected = model.state_dict()
     for name, tensor in expected.items():
-        if name not in state and name == "lm_head.weight" and "wte.weight" in state:
+        if (
+            name not in state
+            and name.endswith("lm_head.weight")
+            and name.replace("lm_head", "wte") in state
+        ):
             continue  # tied to wte: loading wte fills both
         if name not in state:
             raise CheckpointError(

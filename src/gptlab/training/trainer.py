@@ -1,7 +1,8 @@
 """The training loop. It knows nothing about GPT.
 
 It needs a model, a function that gives training batches, optionally a function that gives
-evaluation batches, and a loss function; it runs AdamW with warmup and cosine decay, gradient
+evaluation batches (or an `evaluator` that measures the model its own way), and a loss
+function; it runs AdamW with warmup and cosine decay, gradient
 accumulation and clipping, bf16 autocast and DDP, and reports to callbacks, which add the
 progress bar, TensorBoard, the metrics file, checkpoints and early stopping.
 
@@ -27,6 +28,8 @@ from gptlab.training.distributed import ProcessGroup, mean_across
 from gptlab.training.optim import cosine_schedule, make_adamw
 
 Batch = tuple[torch.Tensor, ...]
+# Evaluation metrics where more is better; any other monitored metric (a loss) is minimised.
+HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1"})
 
 
 def default_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -62,7 +65,13 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         group: ProcessGroup | None = None,
         count_items: Callable[[Batch], int] = lambda batch: batch[0].numel(),
+        evaluator: Callable[[nn.Module], dict] | None = None,
+        monitor: str = "loss",
     ):
+        """evaluator: given the model (in eval mode, under no_grad and autocast), returns the
+        validation metrics, "loss" among them; without one, evaluation is the mean of `loss_fn`
+        over `eval_batches`. monitor: the metric that picks the best checkpoint and drives
+        early stopping ("loss", or one of HIGHER_IS_BETTER)."""
         self.config = config
         self.device = device
         self.raw_model = model.to(device)  # what is saved
@@ -72,6 +81,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.group = group or ProcessGroup()
         self.count_items = count_items
+        self.evaluator = evaluator
+        self.monitor = monitor
         self.dtype = resolve_dtype(config.dtype, device)
         if device.type == "cuda":
             # TF32 for whatever still runs in float32 (bf16 autocast covers the big matmuls):
@@ -90,7 +101,7 @@ class Trainer:
                 self.model, device_ids=[self.group.local_rank] if device.type == "cuda" else None
             )
         self.step = 0  # the next step to take
-        self.best_val_loss = math.inf
+        self.best_metric = -math.inf if monitor in HIGHER_IS_BETTER else math.inf
         self.evals_without_improvement = 0
         self.last_eval_step = -1
         self.elapsed = 0.0  # training seconds, carried across resumes
@@ -133,7 +144,7 @@ class Trainer:
                 self._call("on_log", metrics)
         if (
             not self.should_stop
-            and self.eval_batches is not None
+            and self.can_evaluate
             and cfg.eval_interval
             and self.last_eval_step != self.step
         ):
@@ -173,8 +184,41 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Mean loss over the evaluation batches, reported to callbacks with perplexity."""
+        """The validation metrics (mean loss, perplexity, and the evaluator's), reported to callbacks."""
         self.raw_model.eval()
+        if self.evaluator is not None:
+            with self.autocast():
+                values = dict(self.evaluator(self.eval_model))
+        else:
+            values = {"loss": self._mean_eval_loss()}
+        self.raw_model.train()
+        if self.monitor not in values:
+            raise ConfigError(
+                f"cannot monitor {self.monitor!r}: evaluation measures {', '.join(values)}"
+            )
+        value = values[self.monitor]
+        improved = (
+            value > self.best_metric
+            if self.monitor in HIGHER_IS_BETTER
+            else value < self.best_metric
+        )
+        if improved:
+            self.best_metric, self.evals_without_improvement = value, 0
+        else:
+            self.evals_without_improvement += 1
+        self.last_eval_step = self.step
+        metrics = {
+            "step": self.step,
+            "split": "val",
+            **values,
+            "perplexity": _perplexity(values["loss"]),
+            "lr": self.learning_rate(self.step),
+            "elapsed": self.elapsed,
+        }
+        self._call("on_eval_end", metrics, improved)
+        return metrics
+
+    def _mean_eval_loss(self) -> float:
         total, count = torch.zeros((), device=self.device), 0
         for batch in self.eval_batches():
             if self.config.cuda_graphs:
@@ -183,26 +227,18 @@ class Trainer:
                 loss = self.loss_fn(self.eval_model, batch)
             total += loss.float()  # added at once: a CUDA-graph replay reuses the loss's buffer
             count += 1
-        self.raw_model.train()
         if not count:
             raise ConfigError("the evaluation data gave no batches")
-        loss = (total / count).item()
-        improved = loss < self.best_val_loss
-        if improved:
-            self.best_val_loss, self.evals_without_improvement = loss, 0
-        else:
-            self.evals_without_improvement += 1
-        self.last_eval_step = self.step
-        metrics = {
-            "step": self.step,
-            "split": "val",
-            "loss": loss,
-            "perplexity": _perplexity(loss),
-            "lr": self.learning_rate(self.step),
-            "elapsed": self.elapsed,
-        }
-        self._call("on_eval_end", metrics, improved)
-        return metrics
+        return (total / count).item()
+
+    @property
+    def can_evaluate(self) -> bool:
+        return self.eval_batches is not None or self.evaluator is not None
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether any evaluation has given a best metric yet."""
+        return not math.isinf(self.best_metric)
 
     def autocast(self):
         if self.dtype == torch.float32:
@@ -216,7 +252,7 @@ class Trainer:
     def _eval_due(self) -> bool:
         every = self.config.eval_interval
         return bool(
-            self.eval_batches
+            self.can_evaluate
             and every
             and self.step % every == 0
             and self.last_eval_step != self.step
@@ -234,7 +270,8 @@ class Trainer:
             "step": self.step,
             "model": {k: v.detach().cpu() for k, v in self.raw_model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
-            "best_val_loss": self.best_val_loss,
+            "monitor": self.monitor,
+            "best_metric": self.best_metric,
             "evals_without_improvement": self.evals_without_improvement,
             "last_eval_step": self.last_eval_step,
             "elapsed": self.elapsed,
@@ -250,7 +287,13 @@ class Trainer:
         load_state_into(self.raw_model, state["model"], source="trainer_state.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = state["step"]
-        self.best_val_loss = state["best_val_loss"]
+        # Runs saved before the monitor was a setting kept only their best validation loss.
+        saved_monitor = state.get("monitor", "loss")
+        if saved_monitor != self.monitor:
+            raise ConfigError(
+                f"the run monitored {saved_monitor!r}; it cannot resume monitoring {self.monitor!r}"
+            )
+        self.best_metric = state.get("best_metric", state.get("best_val_loss"))
         self.evals_without_improvement = state["evals_without_improvement"]
         self.last_eval_step = state["last_eval_step"]
         self.elapsed = state["elapsed"]
