@@ -143,6 +143,8 @@ def build_corpus(name: str) -> Path:
         raise DataError(f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}") from None
     path = corpus.path()
     if not path.is_file():
+        # Processes that build at once (the ranks of a DDP run) each write a temporary file of
+        # the same text, and each rename leaves one complete copy.
         text = corpus.text()
         with atomic_write(path) as out:
             out.write(text.encode("utf-8"))
