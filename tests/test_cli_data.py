@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import shared_file
 
 from gptlab import cli
+from gptlab.data.corpora import CORPORA, build_corpus
 from gptlab.data.sources import REGISTRY, DataSource, RemoteFile
 
 CONTENT = b"O Romeo, Romeo! wherefore art thou Romeo?\n" * 20
@@ -58,11 +60,26 @@ def test_data_list_shows_each_dataset_its_size_and_where_it_was_found(gptlab, to
     (toy / "toy" / "toy.txt").write_bytes(CONTENT)
     code, out, err = gptlab("list")
     assert code == 0 and err == ""
-    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    datasets = out.split("\n\n")[0]
+    rows = {line.split()[0]: line for line in datasets.splitlines()[1:]}
     assert set(rows) == set(REGISTRY)
     assert rows["toy"].split()[1:] == ["1", "840", "B", str(toy / "toy")]
     assert rows["tinyshakespeare"].endswith("not downloaded")
     assert "1.1 MB" in rows["tinyshakespeare"]
+
+
+def test_data_list_shows_each_corpus_and_where_it_was_built(gptlab):
+    shared_file("poetry", "whitman-leaves.txt")
+    poetry_whitman = build_corpus("poetry/whitman")
+    code, out, err = gptlab("list")
+    assert code == 0 and err == ""
+    corpora = out.split("\n\n")[1]
+    rows = {line.split()[0]: line for line in corpora.splitlines()[2:]}
+    assert set(rows) == set(CORPORA)
+    assert rows["poetry/whitman"].endswith(str(poetry_whitman))
+    assert " ".join(rows["english-mix"].split()[1:]) == (
+        "5 - not built; made from tinyshakespeare, poetry, multi30k"
+    )
 
 
 def test_data_fetch_downloads_into_gptlab_home_and_prints_the_folder(gptlab, toy):

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import shared_file
 
-from gptlab.training.checkpoint import MODEL_FILE, STATE_FILE, load_trainer_state
+from gptlab.tokenizers import load_tokenizer
+from gptlab.training.checkpoint import (
+    MODEL_FILE,
+    STATE_FILE,
+    TOKENIZER_DIR,
+    load_trainer_state,
+)
 
 TINY = [
     "--preset",
@@ -103,6 +110,31 @@ def test_tensorboard_events_are_written(tmp_path, corpus):
         1,
     )
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_the_local_base_preset_trains_on_english_mix_with_gpt2s_tokenizer(tmp_path):
+    for dataset, filename in [
+        ("gpt2-tokenizer", "vocab.json"),
+        ("tinyshakespeare", "input.txt"),
+        ("poetry", "whitman-leaves.txt"),
+        ("multi30k", "train.en.gz"),
+    ]:
+        shared_file(dataset, filename)  # skip unless the tokenizer and the mix's sources are there
+    out = tmp_path / "run"
+    shrunk = ["--n-layer", 1, "--n-head", 2, "--n-embd", 48, "--context-length", 32]
+    gptlab(
+        "train", "--preset", "gpt2-mini", *shrunk, "--max-iters", 2, "--eval-interval", 2,
+        "--eval-iters", 1, "--batch-size", 2, "--device", "cpu", "--no-tensorboard", "--out", out,
+    )  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"] == {"data": "english-mix", "tokenizer": "gpt2", "val_fraction": 0.1}
+    assert config["model"]["vocab_size"] == 50257 and config["model"]["dropout"] == 0.1
+    assert (config["train"]["lr"], config["train"]["beta2"], config["train"]["patience"]) == (
+        1e-3,
+        0.99,
+        4,
+    )
+    assert load_tokenizer(out / TOKENIZER_DIR).kind == "gpt2"
 
 
 def sample_args(run_dir: Path, seed: int) -> tuple:

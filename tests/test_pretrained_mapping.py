@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -108,6 +110,17 @@ def test_end_of_text_id_is_exported_only_where_the_vocabulary_has_it():
     assert config_to_hf(GPTConfig.from_preset("gpt2"))["eos_token_id"] == 50256
     small = config_to_hf(GPTConfig.from_preset("shakespeare-char-cpu"))  # 65 characters
     assert small["bos_token_id"] is None and small["eos_token_id"] is None
+
+
+def test_the_local_base_preset_is_a_gpt2_architecture_with_gpt2s_vocabulary():
+    config = GPTConfig.from_preset("gpt2-mini")
+    values = config_to_hf(config)  # raises for a shape GPT-2's format cannot hold
+    assert (values["vocab_size"], values["eos_token_id"], values["n_positions"]) == (
+        50257,
+        50256,
+        256,
+    )
+    assert config_from_hf(values) == dataclasses.replace(config, dropout=0.0)
 
 
 def test_config_from_hf_reads_gpt2_shape_and_eps():

@@ -70,7 +70,10 @@ class GPTConfig:
 
 
 # The four GPT-2 sizes are the shapes of OpenAI's released checkpoints (Radford et al. 2019,
-# table 2). The Shakespeare presets follow nanoGPT's character-level baselines. Measured choices
+# table 2). `gpt2-mini` is gptlab's local base, the stand-in for `gpt2` where OpenAI's weights
+# cannot be downloaded (docs/local-base.md): GPT-2's vocabulary, biases and learned positions, so
+# it exports to the Hugging Face GPT-2 format, at the Shakespeare GPU preset's 6 x 384 shape.
+# The Shakespeare presets follow nanoGPT's character-level baselines. Measured choices
 # (benchmarks/train_shakespeare.py): the GPU preset drops biases, which trained 9% faster on an
 # H100 to the same best validation loss (1.467-1.470 over three seeds, against 1.472 with them);
 # the small CPU preset keeps them, which reached 1.871 in 2000 steps against 1.888 without.
@@ -79,6 +82,16 @@ PRESETS: dict[str, dict] = {
     "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M
     "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
     "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
+    "gpt2-mini": dict(
+        n_layer=6,
+        n_head=6,
+        n_embd=384,
+        context_length=256,
+        dropout=0.1,
+        vocab_size=50257,
+        bias=True,
+        positions="learned",
+    ),  # 30.0M, 19.3M of them the token embedding
     "shakespeare-char": dict(
         n_layer=6, n_head=6, n_embd=384, context_length=256, dropout=0.2, vocab_size=65, bias=False
     ),

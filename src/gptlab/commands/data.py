@@ -9,6 +9,7 @@ from gptlab.errors import DataError
 EXAMPLES = """\
 examples:
   gptlab data list                          what is known, and where each dataset was found
+  gptlab train --data english-mix ...       a corpus made from datasets is a --data name too
   gptlab data fetch tinyshakespeare         download into GPTLAB_HOME (or find it in GPTLAB_DATA)
   gptlab data fetch gpt2-tokenizer poetry   several at once
   gptlab data verify                        check the sha256 of every dataset found locally
@@ -30,7 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
-    actions.add_parser("list", help="every known dataset: files, size, and where it was found")
+    actions.add_parser(
+        "list", help="every known dataset and corpus: files, size, and where it was found"
+    )
     fetch = actions.add_parser(
         "fetch", help="make datasets available locally, downloading if needed"
     )
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from gptlab.data.corpora import CORPORA
     from gptlab.data.sources import REGISTRY, find_local
 
     rows = [("name", "files", "size", "where")]
@@ -65,10 +69,24 @@ def _list(args: argparse.Namespace) -> int:
         if folders and None in found:
             where = f"{len(found) - found.count(None)} of {len(found)} files in {where}"
         rows.append((source.name, str(len(source.files)), _human_size(source.size), where))
+    _print_table(rows)
+    print("\ncorpora, also names for --data: made from those datasets the first time one is used")
+    rows = [("name", "files", "size", "where")]
+    for corpus in CORPORA.values():
+        path = corpus.path()
+        if path.is_file():
+            size, where = _human_size(path.stat().st_size), str(path)
+        else:
+            size, where = "-", f"not built; made from {', '.join(corpus.datasets)}"
+        rows.append((corpus.name, str(len(corpus.documents)), size, where))
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for name, files, size, where in rows:
         print(f"{name:<{widths[0]}}  {files:>{widths[1]}}  {size:>{widths[2]}}  {where}")
-    return 0
 
 
 def _fetch(args: argparse.Namespace) -> int:

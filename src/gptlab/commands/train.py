@@ -15,6 +15,7 @@ EXAMPLES = """\
 examples:
   gptlab train --preset shakespeare-char-cpu --out runs/shakespeare-cpu   # ~2 min on 2 CPU cores
   gptlab train --preset shakespeare-char --out runs/shakespeare           # the default job, for a GPU
+  gptlab train --preset gpt2-mini --out runs/gpt2-mini --compile          # the local GPT-2-BPE base
   gptlab train --data my_corpus.txt --tokenizer gpt2 --preset tiny --max-iters 200
   gptlab train --config train.toml --lr 3e-4
   gptlab train --resume runs/shakespeare --max-iters 8000
@@ -46,6 +47,24 @@ JOB_DEFAULTS: dict[str, dict] = {
         log_interval=10,
     ),
 }
+# The local base (docs/local-base.md). 3000 steps of 32 x 256 tokens are ~25 passes over the
+# 0.99M training tokens of english-mix, and 30M parameters can learn those by heart, so the run
+# stops after 4 evaluations (1000 steps) without a better validation loss; GPT-2's weight decay.
+# The learning rates and beta2 follow nanoGPT's shakespeare-char job, of the same 6 x 384 shape.
+JOB_DEFAULTS["gpt2-mini"] = dict(
+    tokenizer="gpt2",
+    data="english-mix",
+    batch_size=32,
+    max_iters=3000,
+    lr=1e-3,
+    min_lr=1e-4,
+    warmup_iters=200,
+    weight_decay=0.1,
+    beta2=0.99,
+    eval_interval=250,
+    eval_iters=50,
+    patience=4,
+)
 # The GPT-2 shapes train on GPT-2's BPE with GPT-2's optimizer settings (Radford et al. 2019).
 for _name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
     JOB_DEFAULTS[_name] = dict(

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gptlab.atomic import atomic_write
+from gptlab.data.corpora import CORPORA, build_corpus
 from gptlab.data.sources import REGISTRY, gptlab_home, resolve
 from gptlab.errors import DataError
 
@@ -124,13 +125,18 @@ def _encode(text: str, tokenizer) -> Iterator[list[int]]:
 
 
 def resolve_text(spec: str | Path) -> Path:
-    """The text file named by `--data`: a path to a file, or the name of a one-file registered dataset."""
+    """The text file named by `--data`: a path to a file, a one-file registered dataset, or a corpus."""
     path = Path(spec).expanduser()
     if path.is_file():
         return path
     if str(spec) in REGISTRY:
         return resolve(str(spec))
-    raise DataError(f"{spec} is neither a text file nor a known dataset ({', '.join(REGISTRY)})")
+    if str(spec) in CORPORA:
+        return build_corpus(str(spec))
+    raise DataError(
+        f"{spec} is neither a text file nor a known dataset ({', '.join(REGISTRY)}) "
+        f"or corpus ({', '.join(CORPORA)})"
+    )
 
 
 class TokenData:
