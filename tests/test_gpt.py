@@ -218,6 +218,18 @@ def test_crop_context_keeps_outputs_of_short_inputs():
     assert_close(model(idx, all_logits=True)[0], before, rtol=0, atol=0)
 
 
+def test_crop_context_leaves_an_optimizer_built_before_it_training_wpe():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_preset("tiny"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.crop_context(8)
+    before = model.wpe.weight.detach().clone()
+    idx = torch.randint(0, 64, (2, 8))
+    model(idx, idx)[1].backward()
+    optimizer.step()
+    assert not torch.equal(model.wpe.weight, before)
+
+
 def test_crop_context_then_longer_input_raises():
     model = GPT(GPTConfig.from_preset("tiny"))
     model.crop_context(8)

@@ -124,6 +124,24 @@ def test_learned_positional_embedding_crop_keeps_the_first_positions():
         embedding(torch.tensor([5]))
 
 
+def test_learned_positional_embedding_crop_keeps_the_same_parameter():
+    embedding = LearnedPositionalEmbedding(12, C)
+    weight = embedding.weight
+    embedding.crop(5)
+    assert embedding.weight is weight
+
+
+def test_learned_positional_embedding_crop_keeps_the_gradient_of_the_first_positions():
+    torch.manual_seed(0)
+    embedding = LearnedPositionalEmbedding(12, C)
+    embedding(torch.arange(12)).pow(2).sum().backward()
+    first = embedding.weight.grad[:5].clone()
+    embedding.crop(5)
+    assert torch.equal(embedding.weight.grad, first)
+    embedding(torch.arange(5)).sum().backward()  # accumulates into the cropped gradient
+    assert_close(embedding.weight.grad, first + 1)
+
+
 @pytest.mark.parametrize("pos", [0, 1, 7, 63])
 def test_sinusoidal_encoding_equals_the_formula(pos):
     table = SinusoidalPositionalEncoding(64, C)(torch.tensor([pos]))[0]  # (C,)

@@ -35,8 +35,17 @@ class LearnedPositionalEmbedding(nn.Embedding):
         super().__init__(context_length, n_embd)
 
     def crop(self, context_length: int) -> None:
-        """Keep the first `context_length` positions (for a model used on shorter contexts)."""
-        self.weight = nn.Parameter(self.weight.detach()[:context_length].clone())
+        """Keep the first `context_length` positions (for a model used on shorter contexts).
+
+        The Parameter object stays the same, so an optimizer built before the crop trains the
+        cropped weights; only its data (and gradient, if any) shrink. Crop before the first
+        optimizer step: Adam's moments would keep the old shape.
+        """
+        # `.data`, not a new nn.Parameter: optimizers hold parameters by reference. The clone
+        # frees the rows cropped away, which a view would keep alive.
+        self.weight.data = self.weight.data[:context_length].clone()
+        if self.weight.grad is not None:  # else the next backward fails on the old, longer grad
+            self.weight.grad = self.weight.grad[:context_length].clone()
         self.num_embeddings = context_length
 
 
