@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gptlab.config import GPTConfig
+from gptlab.config import ClassifierConfig, GPTConfig
 from gptlab.demo import render
 from gptlab.demo.explorer import (
     NextTokenTable,
@@ -30,6 +30,7 @@ from gptlab.demo.settings import (
 )
 from gptlab.errors import ConfigError, GptlabError
 from gptlab.generation import GenerationConfig, apply_penalties, apply_warpers
+from gptlab.models.classifier import GPTClassifier
 from gptlab.models.gpt import GPT
 from gptlab.runs import load_run, write_run_config
 from gptlab.tokenizers import CharTokenizer
@@ -50,6 +51,22 @@ def write_tiny_run(run_dir: Path, seed: int = 0) -> Path:
     return run_dir
 
 
+def write_tiny_classifier_run(run_dir: Path, data: dict | None = None, seed: int = 0) -> Path:
+    """A run directory holding an untrained ham/spam classifier on the tiny character model, as
+    `gptlab finetune classify` writes one (`data`: its config's data section)."""
+    tokenizer = CharTokenizer.from_text(TINY_CORPUS)
+    torch.manual_seed(seed)
+    config = GPTConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size)
+    head = ClassifierConfig(labels=["ham", "spam"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(GPTClassifier(GPT(config), head), run_dir / "model.safetensors")
+    write_run_config(
+        run_dir, config, train={}, data=data or {}, task="classify", classifier=head.to_dict()
+    )
+    tokenizer.save(run_dir / "tokenizer")
+    return run_dir
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 free right now, for a test server."""
     with socket.socket() as s:
@@ -66,6 +83,11 @@ def tiny_run(tmp_path_factory) -> Path:
 def tiny(tiny_run):
     model, tokenizer, _ = load_run(tiny_run)
     return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory) -> Path:
+    return write_tiny_classifier_run(tmp_path_factory.mktemp("runs") / "spam")
 
 
 def sampling(**changes) -> GenerationConfig:
@@ -314,7 +336,7 @@ def test_model_store_loads_each_model_once_under_concurrent_requests():
     def loader(spec, device):
         calls.append(spec)
         release.wait(5)
-        return GPT(GPTConfig.from_preset("tiny")), CharTokenizer.from_text("ab")
+        return GPT(GPTConfig.from_preset("tiny")), CharTokenizer.from_text("ab"), {}
 
     store = ModelStore("cpu", loader=loader)
     results = []
@@ -332,7 +354,7 @@ def test_model_store_forgets_the_least_recently_used():
     store = ModelStore(
         "cpu",
         capacity=2,
-        loader=lambda spec, device: (GPT(GPTConfig.from_preset("tiny")), CharTokenizer("ab")),
+        loader=lambda spec, device: (GPT(GPTConfig.from_preset("tiny")), CharTokenizer("ab"), {}),
     )
     first = store.get("a")
     store.get("b")
@@ -345,6 +367,12 @@ def test_model_store_forgets_the_least_recently_used():
 def test_model_store_refuses_an_empty_spec():
     with pytest.raises(ConfigError, match="choose a model"):
         ModelStore("cpu").get("  ")
+
+
+def test_a_classifiers_description_names_its_classes(classifier_run):
+    description = ModelStore("cpu").get(str(classifier_run)).description
+    assert "classifier: ham, spam" in description
+    assert "2 layers" in description and "cpu" in description
 
 
 # ---- the page's handlers, called without a browser ----
