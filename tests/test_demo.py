@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gptlab.config import GPTConfig
+from gptlab.config import ClassifierConfig, GPTConfig
 from gptlab.demo import render
 from gptlab.demo.explorer import (
     NextTokenTable,
@@ -30,6 +30,7 @@ from gptlab.demo.settings import (
 )
 from gptlab.errors import ConfigError, GptlabError
 from gptlab.generation import GenerationConfig, apply_penalties, apply_warpers
+from gptlab.models.classifier import GPTClassifier
 from gptlab.models.gpt import GPT
 from gptlab.runs import load_run, write_run_config
 from gptlab.tokenizers import CharTokenizer
@@ -50,6 +51,22 @@ def write_tiny_run(run_dir: Path, seed: int = 0) -> Path:
     return run_dir
 
 
+def write_tiny_classifier_run(run_dir: Path, data: dict | None = None, seed: int = 0) -> Path:
+    """A run directory holding an untrained ham/spam classifier on the tiny character model, as
+    `gptlab finetune classify` writes one (`data`: its config's data section)."""
+    tokenizer = CharTokenizer.from_text(TINY_CORPUS)
+    torch.manual_seed(seed)
+    config = GPTConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size)
+    head = ClassifierConfig(labels=["ham", "spam"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(GPTClassifier(GPT(config), head), run_dir / "model.safetensors")
+    write_run_config(
+        run_dir, config, train={}, data=data or {}, task="classify", classifier=head.to_dict()
+    )
+    tokenizer.save(run_dir / "tokenizer")
+    return run_dir
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 free right now, for a test server."""
     with socket.socket() as s:
@@ -65,6 +82,17 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny(tiny_run):
     model, tokenizer, _ = load_run(tiny_run)
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory) -> Path:
+    return write_tiny_classifier_run(tmp_path_factory.mktemp("runs") / "spam")
+
+
+@pytest.fixture(scope="module")
+def classifier(classifier_run):
+    model, tokenizer, _ = load_run(classifier_run)
     return model, tokenizer
 
 
@@ -314,7 +342,7 @@ def test_model_store_loads_each_model_once_under_concurrent_requests():
     def loader(spec, device):
         calls.append(spec)
         release.wait(5)
-        return GPT(GPTConfig.from_preset("tiny")), CharTokenizer.from_text("ab")
+        return GPT(GPTConfig.from_preset("tiny")), CharTokenizer.from_text("ab"), {}
 
     store = ModelStore("cpu", loader=loader)
     results = []
@@ -332,7 +360,7 @@ def test_model_store_forgets_the_least_recently_used():
     store = ModelStore(
         "cpu",
         capacity=2,
-        loader=lambda spec, device: (GPT(GPTConfig.from_preset("tiny")), CharTokenizer("ab")),
+        loader=lambda spec, device: (GPT(GPTConfig.from_preset("tiny")), CharTokenizer("ab"), {}),
     )
     first = store.get("a")
     store.get("b")
@@ -345,6 +373,12 @@ def test_model_store_forgets_the_least_recently_used():
 def test_model_store_refuses_an_empty_spec():
     with pytest.raises(ConfigError, match="choose a model"):
         ModelStore("cpu").get("  ")
+
+
+def test_a_classifiers_description_names_its_classes(classifier_run):
+    description = ModelStore("cpu").get(str(classifier_run)).description
+    assert "classifier: ham, spam" in description
+    assert "2 layers" in description and "cpu" in description
 
 
 # ---- the page's handlers, called without a browser ----
@@ -438,6 +472,66 @@ def test_a_server_for_others_loads_only_the_models_it_lists(tiny_run, tmp_path):
     assert "not one of the models this server offers" in status
     with pytest.raises(gr.Error, match="not one of the models"):
         list(app.generate(other, "To be", *generation_controls()))
+
+
+# ---- the Classify tab ----
+
+
+def test_classify_gives_the_classifiers_own_probabilities(app, classifier, classifier_run):
+    model, tokenizer = classifier
+    probabilities, note = app.classify(str(classifier_run), "To be, or not")
+    assert list(probabilities) == ["ham", "spam"]
+    assert sum(probabilities.values()) == pytest.approx(1.0)
+    expected = model.predict_proba(torch.tensor([tokenizer.encode("To be, or not")]))[0]
+    assert list(probabilities.values()) == pytest.approx(expected.tolist())
+    assert note == ""
+
+
+def test_classify_cuts_a_text_longer_than_the_context_with_a_note(app, classifier, classifier_run):
+    model, tokenizer = classifier
+    text = TINY_CORPUS[:48]  # 48 tokens (within the app's 50 characters), context 32
+    probabilities, note = app.classify(str(classifier_run), text)
+    expected = model.predict_proba(torch.tensor([tokenizer.encode(text)[:32]]))[0]
+    assert list(probabilities.values()) == pytest.approx(expected.tolist())
+    assert "longer than the 32 tokens" in note
+
+
+def test_classify_reads_as_many_tokens_as_the_classifier_was_trained_on(app, tmp_path):
+    spec = str(write_tiny_classifier_run(tmp_path / "short", data={"max_length": 8}))
+    _, note = app.classify(spec, "To be, or not")
+    assert "longer than the 8 tokens" in note
+
+
+@pytest.mark.parametrize("text", ["", "   \n", None])
+def test_classify_refuses_an_empty_text(app, classifier_run, text):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="the text is empty"):
+        app.classify(str(classifier_run), text)
+
+
+def test_classify_with_a_language_model_says_it_needs_a_classifier(app, tiny_run):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="this tab needs a classifier"):
+        app.classify(str(tiny_run), "To be")
+    help_line, _ = app.classify_help(str(tiny_run))
+    assert "needs a classifier" in help_line and "gptlab finetune classify" in help_line
+
+
+def test_a_classifier_selects_the_classify_tab_which_names_its_classes(app, classifier_run):
+    help_line, tabs = app.classify_help(str(classifier_run))
+    assert "**ham**, **spam**" in help_line and "up to 32 tokens" in help_line
+    assert tabs.selected == "classify"
+
+
+def test_generating_with_a_classifier_says_to_use_the_classify_tab(app, classifier_run):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="this model is a classifier: use the Classify tab"):
+        list(app.generate(str(classifier_run), "To be", *generation_controls()))
+    chart = app.explore(str(classifier_run), "To be", 0.8, 40, 0.9, 1.0, 12)
+    assert "use the Classify tab" in chart and "ntx-row" not in chart
 
 
 # ---- the command ----

@@ -65,13 +65,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out must not be --file: the input would be overwritten")
     from gptlab.data.labelled import read_rows
     from gptlab.device import resolve_device
+    from gptlab.tasks.classification import max_text_tokens, predict_texts
 
     device = resolve_device(args.device)
     model, tokenizer, info = load_model(args.model, device, task="classify")
     data = info.get("config", {}).get("data", {})  # how a run was trained, when it is a run
-    max_length = min(
-        data.get("max_length") or model.config.context_length, model.config.context_length
-    )
+    max_length = max_text_tokens(model, info)
     rows = None
     if args.file:
         rows = read_rows(Path(args.file))
@@ -84,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         texts = [str(row.get(column) or "") for row in rows]
     else:
         texts = args.texts
-    probabilities, truncated = predict(model, tokenizer, texts, max_length, args.batch_size, device)
+    probabilities, truncated = predict_texts(
+        model, tokenizer, texts, max_length, args.batch_size, device
+    )
     names = model.head.labels
     if truncated:
         print(
@@ -121,22 +122,6 @@ def run(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{name} {q:.4f}" for name, q in result["probabilities"].items())
             print(f"{result['label']:<12} ({shown})  {_preview(text)}")
     return 0
-
-
-def predict(model, tokenizer, texts: list[str], max_length: int, batch_size: int, device):
-    """Class probabilities (N, K) of `texts`, and how many were cut to `max_length` tokens."""
-    import torch
-
-    from gptlab.data.labelled import ClassificationBatches
-    from gptlab.tasks.classification import encode_texts
-
-    head = model.head
-    examples = encode_texts(texts, tokenizer, head.labels, max_length)
-    batches = ClassificationBatches(examples, batch_size, head.pad_id, head.padding_side)
-    probabilities = [
-        model.predict_proba(idx, mask).cpu() for idx, mask, _ in batches.eval_batches(device)
-    ]
-    return torch.cat(probabilities), examples.truncated
 
 
 def _preview(text: str, width: int = 60) -> str:

@@ -9,6 +9,7 @@ examples:
   gptlab demo runs/shakespeare-cpu                 # then open http://127.0.0.1:7860
   gptlab demo                                      # pick among the runs found under runs/
   gptlab demo gpt2 --device cuda                   # a pretrained GPT-2 (downloaded once)
+  gptlab demo runs/spam                            # a classifier: its Classify tab
   gptlab demo --models-dir experiments --port 8000
   gptlab demo runs/shakespeare-cpu --host 0.0.0.0 --concurrency 4 --max-new-tokens-cap 256
 
@@ -26,7 +27,8 @@ def add_parser(subparsers) -> None:
         help="a local web app: prompt, decoding controls, streamed text, next-token explorer",
         description="Serve a web page where you type a prompt, set the decoding (greedy, sampling, "
         "beam; temperature, top-k, top-p, repetition penalty) and watch the text stream; compare two "
-        "settings side by side; see how likely each new token was and what the model would say next.",
+        "settings side by side; see how likely each new token was and what the model would say next. "
+        "A classifier (gptlab finetune classify) gets a Classify tab: text in, class probabilities out.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -55,7 +57,7 @@ def add_parser(subparsers) -> None:
         type=int,
         default=2000,
         metavar="N",
-        help="longest prompt a request may send (default 2000)",
+        help="longest prompt, or text to classify, a request may send (default 2000)",
     )
     parser.add_argument(
         "--max-new-tokens-cap",

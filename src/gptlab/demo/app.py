@@ -9,6 +9,9 @@ Each handler is a thin method: it reads the controls, calls the functions of `se
 as a message. Every call that runs the model shares one concurrency group, so at most
 `limits.concurrency` of them run at once and the rest wait in the queue, whichever button
 started them.
+
+A classifier (from `gptlab finetune classify`) is served by the Classify tab; the generation
+controls say they need a language model, and the Classify tab that it needs a classifier.
 """
 
 from __future__ import annotations
@@ -25,18 +28,21 @@ import gradio as gr  # noqa: E402  (after the environment above)
 
 from gptlab.demo import render  # noqa: E402
 from gptlab.demo.explorer import continuation_probabilities, next_token_table  # noqa: E402
-from gptlab.demo.models import ModelStore  # noqa: E402
+from gptlab.demo.models import LoadedModel, ModelStore  # noqa: E402
 from gptlab.demo.settings import (  # noqa: E402
     STRATEGY_CHOICES,
     DemoLimits,
     checked_prompt,
     checked_text,
+    checked_text_to_classify,
     decoding_config,
     usable_prompts,
     whole_number,
 )
 from gptlab.errors import ConfigError, GptlabError  # noqa: E402
 from gptlab.generation import stream  # noqa: E402
+from gptlab.pretrained import is_classifier  # noqa: E402
+from gptlab.tasks.classification import max_text_tokens, predict_texts  # noqa: E402
 
 EXAMPLE_PROMPTS = [
     "ROMEO:\n",
@@ -46,6 +52,10 @@ EXAMPLE_PROMPTS = [
     "Once upon a time, in a small village,",
 ]
 MODEL_GROUP = "model"  # the concurrency group of every call that runs the model
+CLASSIFY_TAB = "classify"  # the id of the Classify tab, which a loaded classifier selects
+IS_A_CLASSIFIER = (
+    "this model is a classifier: use the Classify tab (generating text needs a language model)"
+)
 MAX_CHART_ROWS = 30
 PAGE_CSS = """
 .gradio-container { max-width: 1320px !important; margin: 0 auto; }
@@ -99,6 +109,20 @@ class DemoApp:
             )
         return self.store.get(spec)
 
+    def language_model(self, spec) -> LoadedModel:
+        """The loaded model named by the picker, which must be a language model (to generate)."""
+        loaded = self.model(spec)
+        if is_classifier(loaded.model):
+            raise ConfigError(IS_A_CLASSIFIER)
+        return loaded
+
+    def classifier(self, spec) -> LoadedModel:
+        """The loaded model named by the picker, which must be a classifier (to classify)."""
+        loaded = self.model(spec)
+        if not is_classifier(loaded.model):
+            raise ConfigError(needs_a_classifier(loaded.spec))
+        return loaded
+
     def load(self, spec, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's way)
         """Model picker: load the model; its description, or why it failed, in the status line."""
         if not spec:
@@ -119,7 +143,7 @@ class DemoApp:
     def generate(self, spec, prompt, *controls):
         """Generate button: the continuation of the prompt, streamed as it comes."""
         with shown_in_page():
-            loaded = self.model(spec)
+            loaded = self.language_model(spec)
             config = self._config(*controls)
             prompt = checked_prompt(prompt, self.limits, loaded.tokenizer)
             text = ""
@@ -135,7 +159,7 @@ class DemoApp:
         repetition penalty, max new tokens, seed and beams.
         """
         with shown_in_page():
-            loaded = self.model(spec)
+            loaded = self.language_model(spec)
             shared = controls[8:]
             configs = [self._config(*controls[:4], *shared), self._config(*controls[4:8], *shared)]
             prompt = checked_prompt(prompt, self.limits, loaded.tokenizer)
@@ -150,7 +174,7 @@ class DemoApp:
         """After a generation: the new tokens coloured by probability, and the whole text handed
         to the explorer."""
         with shown_in_page():
-            loaded = self.model(spec)
+            loaded = self.language_model(spec)
             prompt = checked_prompt(prompt, self.limits, loaded.tokenizer)
             output = checked_text(output, "the output", self.limits.max_text_chars)
             tokens = continuation_probabilities(loaded.model, loaded.tokenizer, prompt, output)
@@ -159,7 +183,7 @@ class DemoApp:
     def explore(self, spec, text, temperature, top_k, top_p, repetition_penalty, rows):
         """Explorer: the chart of the next token of `text`; a problem shows in its place."""
         try:
-            loaded = self.model(spec)
+            loaded = self.language_model(spec)
             text = checked_text(text, "the text", self.limits.max_text_chars)
             config = decoding_config(
                 self.limits,
@@ -180,13 +204,49 @@ class DemoApp:
     def append_token(self, spec, text, event: gr.EventData):
         """A click on the explorer's chart: the clicked token added to the text."""
         with shown_in_page():
-            loaded = self.model(spec)
+            loaded = self.language_model(spec)
             clicked = event._data if isinstance(event._data, dict) else {}
             token_id = clicked.get("token")
             if not isinstance(token_id, int) or not 0 <= token_id < loaded.tokenizer.vocab_size:
                 raise ConfigError(f"not a token of this model: {token_id!r}")
             text = checked_text(text, "the text", self.limits.max_text_chars)
             return text + loaded.tokenizer.decode([token_id])
+
+    def classify_help(self, spec):
+        """After a load: the Classify tab's line about the model, and a classifier's tab
+        selected (a language model leaves the tabs as they are)."""
+        try:
+            loaded = self.model(spec)
+        except GptlabError:
+            return gr.skip(), gr.skip()  # the status line already says why
+        if not is_classifier(loaded.model):
+            return needs_a_classifier(loaded.spec), gr.skip()
+        classes = ", ".join(f"**{label}**" for label in loaded.model.head.labels)
+        length = max_text_tokens(loaded.model, loaded.info)
+        help_line = (
+            f"The classes: {classes}. The classifier reads up to {length} tokens of a text, "
+            "as in training."
+        )
+        return help_line, gr.Tabs(selected=CLASSIFY_TAB)
+
+    def classify(self, spec, text):
+        """Classify button: the probability of each class for the text, and a note when the
+        text was cut to the tokens the classifier reads."""
+        with shown_in_page():
+            loaded = self.classifier(spec)
+            text = checked_text_to_classify(text, self.limits)
+            length = max_text_tokens(loaded.model, loaded.info)
+            probabilities, truncated = predict_texts(
+                loaded.model, loaded.tokenizer, [text], length, 1, self.store.device
+            )
+        labels = loaded.model.head.labels
+        note = (
+            f"The text is longer than the {length} tokens the classifier reads: only its first "
+            f"{length} were classified, as in training."
+            if truncated
+            else ""
+        )
+        return dict(zip(labels, probabilities[0].tolist(), strict=True)), note
 
     def _config(
         self, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, beams
@@ -212,7 +272,8 @@ class DemoApp:
             gr.Markdown(
                 "# gptlab demo\nType a prompt, choose how to decode, and watch the text "
                 "stream. Below the output, see how likely each new token was, and what the "
-                "model would say next.",
+                "model would say next. With a classifier, the Classify tab gives the class "
+                "of a text.",
                 elem_id="title",
             )
             with gr.Row(equal_height=True):
@@ -270,7 +331,7 @@ class DemoApp:
                         elem_id="prompt",
                     )
                     examples = gr.Examples([[p] for p in EXAMPLE_PROMPTS], [prompt])
-                    with gr.Tabs():
+                    with gr.Tabs() as tabs:
                         with gr.Tab("Generate"):
                             with gr.Row():
                                 generate = gr.Button(
@@ -350,6 +411,18 @@ class DemoApp:
                                     interactive=False,
                                     elem_id="output-b",
                                 )
+                        with gr.Tab("Classify", id=CLASSIFY_TAB):
+                            classify_help = gr.Markdown(elem_id="classify-help")
+                            classify_text = gr.Textbox(
+                                label="Text to classify",
+                                lines=3,
+                                max_lines=8,
+                                max_length=limits.max_prompt_chars,
+                                elem_id="classify-text",
+                            )
+                            classify = gr.Button("Classify", variant="primary", elem_id="classify")
+                            classes = gr.Label(label="Class", elem_id="classes")
+                            classify_note = gr.Markdown(elem_id="classify-note")
 
             shared = [repetition_penalty, max_new_tokens, seed, beams]
             explorer_inputs = [model, text, temperature, top_k, top_p, repetition_penalty, rows]
@@ -362,6 +435,13 @@ class DemoApp:
                 model.change(self.load, [model], [status, examples.dataset], **in_group),
             ):
                 event.then(self.explore, explorer_inputs, [chart], **quietly)
+                event.then(
+                    self.classify_help,
+                    [model],
+                    [classify_help, tabs],
+                    api_visibility="private",
+                    **quietly,
+                )
             strategy.change(show_beams, [strategy], [beams], queue=False)
 
             generating = generate.click(
@@ -393,6 +473,14 @@ class DemoApp:
                 **in_group,
             )
             stop_compare.click(None, cancels=[comparing])
+
+            classify.click(
+                self.classify,
+                [model, classify_text],
+                [classes, classify_note],
+                api_name="classify",
+                **in_group,
+            )
         page.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)
         return page
 
@@ -435,6 +523,15 @@ class DemoApp:
                 info="the fewest tokens holding p of the probability (1: off)",
             ),
         )
+
+
+def needs_a_classifier(spec: str) -> str:
+    """What the Classify tab says of a language model: how to make a classifier of it."""
+    return (
+        f"{spec} is a language model: this tab needs a classifier. Fine-tune one with "
+        f"`gptlab finetune classify {spec} --data sms-spam --out runs/spam`, then choose "
+        "runs/spam above."
+    )
 
 
 def show_beams(strategy):

@@ -2,8 +2,8 @@
 
 A model is named by a *spec*, the text of the page's model picker: a run directory, a GPT-2
 name such as `gpt2`, or a Hugging Face folder. `load_model_spec` is the one place that turns a
-spec into a model; `ModelStore` keeps the few most recently used, loading each at most once
-however many requests ask for it at the same time.
+spec into a model (a language model, or a classifier); `ModelStore` keeps the few most recently
+used, loading each at most once however many requests ask for it at the same time.
 """
 
 from __future__ import annotations
@@ -17,31 +17,43 @@ from gptlab.errors import ConfigError
 from gptlab.training.checkpoint import CONFIG_FILE, MODEL_FILE, TOKENIZER_DIR
 
 SEARCH_DEPTH = 2  # runs/<name> and runs/<group>/<name>
+CLASSES_SHOWN = 8  # a classifier's description names this many classes, then counts the rest
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     spec: str
-    model: object  # a gptlab GPT in eval mode
+    model: object  # a gptlab GPT or GPTClassifier, in eval mode
     tokenizer: object
     description: str  # one line for the page: size, shape, tokenizer
+    info: dict  # load_model's: where it came from, its task, a run's config
 
 
-def load_model_spec(spec: str, device) -> tuple[object, object]:
-    """(model in eval mode, tokenizer) named by `spec`: the one place the demo loads a model."""
+def load_model_spec(spec: str, device) -> tuple[object, object, dict]:
+    """(model in eval mode, tokenizer, info) named by `spec`: the one place the demo loads a
+    model."""
     from gptlab.pretrained import load_model
 
-    model, tokenizer, _ = load_model(spec, device)
-    return model.eval(), tokenizer
+    model, tokenizer, info = load_model(spec, device)
+    return model.eval(), tokenizer, info
 
 
 def describe(spec: str, model, tokenizer) -> str:
-    """One line about a loaded model: `runs/x · 0.8M parameters · 4 layers · context 64 · ...`."""
-    c = model.config
+    """One line about a loaded model: `runs/x · 0.8M parameters · 4 layers · context 64 · ...`,
+    and a classifier's classes."""
+    from gptlab.pretrained import is_classifier
+
+    c = model.config  # a classifier's is its body's
+    classes = ""
+    if is_classifier(model):
+        labels = model.head.labels
+        shown = ", ".join(labels[:CLASSES_SHOWN])
+        more = f" and {len(labels) - CLASSES_SHOWN} more" if len(labels) > CLASSES_SHOWN else ""
+        classes = f"classifier: {shown}{more} · "
     return (
-        f"**{spec}** · {model.num_params() / 1e6:.2f}M parameters · {c.n_layer} layers · "
-        f"context {c.context_length} tokens · {tokenizer.kind} tokenizer "
-        f"({tokenizer.vocab_size:,} tokens) · {model.lm_head.weight.device}"
+        f"**{spec}** · {classes}{model.num_params() / 1e6:.2f}M parameters · "
+        f"{c.n_layer} layers · context {c.context_length} tokens · {tokenizer.kind} tokenizer "
+        f"({tokenizer.vocab_size:,} tokens) · {next(model.parameters()).device}"
     )
 
 
@@ -109,8 +121,8 @@ class ModelStore:
                 if spec in self._models:
                     return self._models[spec]
             try:
-                model, tokenizer = self.loader(spec, self.device)
-                loaded = LoadedModel(spec, model, tokenizer, describe(spec, model, tokenizer))
+                model, tokenizer, info = self.loader(spec, self.device)
+                loaded = LoadedModel(spec, model, tokenizer, describe(spec, model, tokenizer), info)
                 with self._lock:
                     self._models[spec] = loaded
                     while len(self._models) > self.capacity:

@@ -139,6 +139,14 @@ def checked_prompt(prompt, limits: DemoLimits, tokenizer) -> str:
     return prompt
 
 
+def checked_text_to_classify(text, limits: DemoLimits) -> str:
+    """The text to classify: within the prompt's length limit, and not empty."""
+    text = checked_text(text, "the text", limits.max_prompt_chars)
+    if not text.strip():
+        raise ConfigError("the text is empty: type a text to classify")
+    return text
+
+
 def usable_prompts(tokenizer, prompts: list[str]) -> list[str]:
     """The prompts this tokenizer can encode (a character model knows only its corpus's)."""
     usable = []

@@ -116,6 +116,27 @@ def encode_texts(texts: list[str], tokenizer, names: list[str], max_length: int)
     )
 
 
+def max_text_tokens(model: GPTClassifier, info: dict) -> int:
+    """How many tokens of a text the classifier reads: as many as it was trained on (a run's
+    `max_length`, from `load_model`'s info), never more than its context."""
+    context = model.config.context_length
+    trained = info.get("config", {}).get("data", {}).get("max_length")
+    return min(trained or context, context)
+
+
+def predict_texts(
+    model: GPTClassifier, tokenizer, texts: list[str], max_length: int, batch_size: int, device
+) -> tuple[torch.Tensor, int]:
+    """Class probabilities (N, K) of `texts`, and how many were cut to `max_length` tokens."""
+    head = model.head
+    examples = encode_texts(texts, tokenizer, head.labels, max_length)
+    batches = ClassificationBatches(examples, batch_size, head.pad_id, head.padding_side)
+    probabilities = [
+        model.predict_proba(idx, mask).cpu() for idx, mask, _ in batches.eval_batches(device)
+    ]
+    return torch.cat(probabilities), examples.truncated
+
+
 def _counts(part: LabelledTexts, names: list[str]) -> dict[str, int]:
     return {name: part.labels.count(name) for name in names}
 
