@@ -15,8 +15,8 @@ examples:
   gptlab viz attention runs/shakespeare-cpu --prompt "ROMEO: But soft" --out attention.png
   gptlab viz attention gpt2 --prompt "The cat sat on the mat" --layer 5 --head 1 --out head.png
   gptlab viz curves runs/shakespeare-cpu --out curves.png
-  gptlab viz confusion runs/spam --out confusion.png                       # its test split
-  gptlab viz confusion report.json --out confusion.png      # from gptlab eval runs/spam --json
+  gptlab viz confusion runs/spam --out confusion.png                       # the run's test split
+  gptlab viz confusion report.json --out confusion.png                     # written by gptlab eval RUN --json
 """
 
 MODEL_HELP = (
