@@ -194,11 +194,13 @@ def test_confusion_matrix_of_a_report_from_gptlab_eval_json(tmp_path, viz):
     assert png_size(out) == (int(5.7 * DPI), int(4.5 * DPI))
 
 
-def test_confusion_matrix_of_a_classification_run_evaluates_its_test_split(
-    classifier_run, tmp_path, viz
+@pytest.mark.parametrize("source", [[], ["--split", "val"], ["--data", "messages.csv"]])
+def test_confusion_matrix_of_a_run_evaluates_a_split_or_a_labelled_file(
+    classifier_run, tmp_path, viz, source
 ):
     out = tmp_path / "confusion.png"
-    assert viz("confusion", classifier_run, "--out", out) == 0
+    data = [str(classifier_run.parent / a) if a.endswith(".csv") else a for a in source]
+    assert viz("confusion", classifier_run, *data, "--out", out) == 0
     assert png_size(out) == (int(5.7 * DPI), int(4.5 * DPI))
 
 
