@@ -161,7 +161,9 @@ def test_export_and_import_give_back_the_same_classifier(tmp_path):
     export_hf(model, tokenizer, tmp_path / "out")
     again, _, _ = load_model(tmp_path / "out")
     assert again.head.labels == model.head.labels
-    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), again.state_dict().items(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=name)
 
 

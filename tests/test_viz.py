@@ -12,11 +12,13 @@ from matplotlib.image import imread
 
 from gptlab import cli
 from gptlab.config import GPTConfig
+from gptlab.evaluation import classification_metrics
 from gptlab.models.gpt import GPT
 from gptlab.runs import write_run_config
 from gptlab.tokenizers.char import CharTokenizer
 from gptlab.training.checkpoint import MODEL_FILE, TOKENIZER_DIR, save_weights
 from gptlab.viz import attention_weights, cosine_similarity_matrix, project_2d
+from gptlab.viz.classification import confusion_matrix_figure, row_shares
 from gptlab.viz.figure import DPI
 
 TEXT = "ROMEO: But soft, what light through yonder window breaks?\nJULIET: Ay me!\n"
@@ -39,6 +41,30 @@ def run_dir(tmp_path_factory):
         for step in range(10, 110, 10)
     ] + [{"step": step, "split": "val", "loss": 4.1 - step / 60} for step in (50, 100)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory):
+    """A classification run directory as `gptlab finetune classify` writes it (untrained), whose
+    data is a small CSV file beside it."""
+    from gptlab.tasks.classification import DataSpec, classifier_from_body
+
+    folder = tmp_path_factory.mktemp("viz_classifier")
+    rows = ["text,label"] + [f"message number {i},{'spam' if i % 3 else 'ham'}" for i in range(30)]
+    (folder / "messages.csv").write_text("\n".join(rows) + "\n")
+    tokenizer = CharTokenizer.from_text("message number 0123456789")
+    torch.manual_seed(0)
+    body = GPT(GPTConfig.from_preset("tiny", vocab_size=tokenizer.vocab_size))
+    model = classifier_from_body(body, ["ham", "spam"], pad_id=0)
+    run = folder / "run"
+    run.mkdir()
+    tokenizer.save(run / TOKENIZER_DIR)
+    spec = DataSpec(str(folder / "messages.csv"))
+    write_run_config(
+        run, body.config, {}, spec.to_dict(), task="classify", classifier=model.head.to_dict()
+    )
+    save_weights(model, run / MODEL_FILE)
     return run
 
 
@@ -141,9 +167,48 @@ def test_a_projection_without_its_extra_says_how_to_install_it(
     assert install in message and "--method pca" in message
 
 
+REPORT = classification_metrics([0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 1], ["ham", "spam"])
+
+
+def test_confusion_cells_give_the_count_and_the_share_of_the_true_class():
+    axes = confusion_matrix_figure(REPORT).axes[0]
+    assert [text.get_text() for text in axes.texts] == [
+        "3\n75.0%",
+        "1\n25.0%",
+        "0\n0.0%",
+        "4\n100.0%",
+    ]
+    assert [label.get_text() for label in axes.get_yticklabels()] == ["ham", "spam"]
+    assert "accuracy 87.50%" in axes.get_title() and "macro-F1 0.873" in axes.get_title()
+
+
+def test_a_class_absent_from_the_data_has_an_empty_row_not_a_division_by_zero():
+    shares = row_shares([[2, 2, 0], [0, 0, 0], [1, 0, 3]])
+    np.testing.assert_allclose(shares, [[0.5, 0.5, 0], [0, 0, 0], [0.25, 0, 0.75]])
+
+
+def test_confusion_matrix_of_a_report_from_gptlab_eval_json(tmp_path, viz):
+    report, out = tmp_path / "report.json", tmp_path / "confusion.png"
+    report.write_text(json.dumps({**REPORT, "data": "sms-spam (test split)", "loss": 0.3}))
+    assert viz("confusion", report, "--out", out) == 0
+    assert png_size(out) == (int(5.7 * DPI), int(4.5 * DPI))
+
+
+@pytest.mark.parametrize("source", [[], ["--split", "val"], ["--data", "messages.csv"]])
+def test_confusion_matrix_of_a_run_evaluates_a_split_or_a_labelled_file(
+    classifier_run, tmp_path, viz, source
+):
+    out = tmp_path / "confusion.png"
+    data = [str(classifier_run.parent / a) if a.endswith(".csv") else a for a in source]
+    assert viz("confusion", classifier_run, *data, "--out", out) == 0
+    assert png_size(out) == (int(5.7 * DPI), int(4.5 * DPI))
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
+        (["confusion", "{tmp}/report.json"], "no report at"),
+        (["confusion", "{run}"], "is a language model, not a classifier"),
         (["attention", "{run}", "--prompt", "ROMEO", "--layer", "5"], "--layer must be in 0..1"),
         (["attention", "{run}", "--prompt", "€"], "€"),
         (["curves", "{tmp}"], "no metrics.jsonl"),

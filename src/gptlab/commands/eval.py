@@ -105,6 +105,37 @@ def run(args: argparse.Namespace) -> int:
 
 def _classifier(args, model, tokenizer, info, device) -> int:
     """Accuracy, macro-F1, per-class precision / recall and the confusion matrix."""
+    report = classifier_report(
+        model,
+        tokenizer,
+        info,
+        device,
+        args.split,
+        args.data,
+        args.text_column,
+        args.label_column,
+        args.batch_size,
+    )
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(format_report(report))
+    return 0
+
+
+def classifier_report(
+    model,
+    tokenizer,
+    info: dict,
+    device,
+    split: str = "test",
+    data: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """A classifier's report (`evaluate_split`) on a split of the data its run was trained on,
+    or on every row of the labelled file `data`; its "data" says which."""
     from gptlab.data.labelled import (
         ClassificationBatches,
         check_labelled,
@@ -116,39 +147,33 @@ def _classifier(args, model, tokenizer, info, device) -> int:
 
     saved = info.get("config", {}).get("data")
     head = model.head
-    if args.data:
+    if data:
         spec = DataSpec.from_dict(saved or {})
-        data = load_labelled(
-            args.data,
-            args.text_column or spec.text_column,
-            args.label_column or spec.label_column,
+        labelled = load_labelled(
+            data, text_column or spec.text_column, label_column or spec.label_column
         )
-        check_labelled(data, args.data, min_classes=1)
+        check_labelled(labelled, data, min_classes=1)
         max_length = min(
             spec.max_length or model.config.context_length, model.config.context_length
         )
-        examples = encode_examples(data, tokenizer, head.labels, max_length, args.data)
-        source = f"{args.data} (every row)"
+        examples = encode_examples(labelled, tokenizer, head.labels, max_length, data)
+        source = f"{data} (every row)"
     elif saved is None or "data" not in saved:
         raise ConfigError(
-            f"{args.model} does not say what it was trained on: pass a labelled file with --data"
+            f"{info['source']} does not say what it was trained on: pass a labelled file with --data"
         )
     else:
         spec = DataSpec.from_dict(saved)
         examples = prepare_data(spec, tokenizer, model.config.context_length, head.labels).splits[
-            args.split
+            split
         ]
-        source = f"{spec.data} ({args.split} split)"
+        source = f"{spec.data} ({split} split)"
         if not len(examples):
-            raise ConfigError(f"the {args.split} split of {spec.data} is empty")
-    batches = ClassificationBatches(examples, args.batch_size, head.pad_id, head.padding_side)
+            raise ConfigError(f"the {split} split of {spec.data} is empty")
+    batches = ClassificationBatches(examples, batch_size, head.pad_id, head.padding_side)
     report = evaluate_split(model, batches, head.labels, device)
     report["data"] = source
-    if args.json:
-        print(json.dumps(report))
-        return 0
-    print(format_report(report))
-    return 0
+    return report
 
 
 def format_report(report: dict) -> str:

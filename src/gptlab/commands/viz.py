@@ -1,4 +1,5 @@
-"""`gptlab viz`: pictures of a model as PNG files (embeddings, positions, attention, curves)."""
+"""`gptlab viz`: pictures of a model as PNG files (embeddings, positions, attention, curves,
+a classifier's confusion matrix)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ examples:
   gptlab viz attention runs/shakespeare-cpu --prompt "ROMEO: But soft" --out attention.png
   gptlab viz attention gpt2 --prompt "The cat sat on the mat" --layer 5 --head 1 --out head.png
   gptlab viz curves runs/shakespeare-cpu --out curves.png
+  gptlab viz confusion runs/spam --out confusion.png                       # the run's test split
+  gptlab viz confusion report.json --out confusion.png                     # written by gptlab eval RUN --json
 """
 
 MODEL_HELP = (
@@ -24,7 +27,7 @@ MODEL_HELP = (
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "viz",
-        help="pictures of a model: embeddings, positions, attention, curves",
+        help="pictures of a model: embeddings, positions, attention, curves, confusion matrix",
         description="Draw a picture of a model or of its training, written as a PNG file.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -86,10 +89,33 @@ def add_parser(subparsers) -> None:
     curves.add_argument(
         "--out", default="curves.png", help="PNG file to write (default curves.png)"
     )
+
+    confusion = _add_picture(
+        pictures,
+        "confusion",
+        "a classifier's confusion matrix, with accuracy and macro-F1",
+        "Draw a classifier's confusion matrix: true class down, predicted class across, each cell "
+        "its count and its share of the true class. Give a classification run (its test split is "
+        "evaluated, or --split, or every row of --data) or a report written by "
+        "`gptlab eval RUN --json > report.json`.",
+        source_help="a classification run directory, a Hugging Face "
+        "GPT2ForSequenceClassification folder, or a .json report from `gptlab eval --json`",
+    )
+    confusion.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="the run's split to evaluate (default test)",
+    )
+    confusion.add_argument(
+        "--data", help="a labelled .csv/.tsv/.jsonl file to evaluate on instead, every row of it"
+    )
     parser.set_defaults(run=run, command="viz")
 
 
-def _add_picture(pictures, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+def _add_picture(
+    pictures, name: str, summary: str, description: str, source_help: str = MODEL_HELP
+) -> argparse.ArgumentParser:
     examples = [line for line in EXAMPLES.splitlines() if line.startswith(f"  gptlab viz {name} ")]
     picture = pictures.add_parser(
         name,
@@ -98,7 +124,7 @@ def _add_picture(pictures, name: str, summary: str, description: str) -> argpars
         epilog="examples:\n" + "\n".join(examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    picture.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    picture.add_argument("model", metavar="MODEL", help=source_help)
     picture.add_argument(
         "--out", default=f"{name}.png", help=f"PNG file to write (default {name}.png)"
     )
@@ -116,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.picture == "curves":
         path = viz.plot_curves(args.model, args.out)
+    elif args.picture == "confusion":
+        path = _confusion(args)
     else:
         from gptlab.errors import ConfigError
         from gptlab.pretrained import load_model
@@ -144,6 +172,26 @@ def run(args: argparse.Namespace) -> int:
             )
     print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _confusion(args: argparse.Namespace):
+    """The confusion matrix of a saved report, or of a classifier evaluated here."""
+    from pathlib import Path
+
+    from gptlab.viz.classification import confusion_matrix_figure, read_report
+    from gptlab.viz.figure import save_png
+
+    if Path(args.model).suffix.lower() == ".json":
+        return save_png(confusion_matrix_figure(read_report(args.model)), args.out)
+    from gptlab.commands.eval import classifier_report
+    from gptlab.device import resolve_device
+    from gptlab.pretrained import load_model
+
+    device = resolve_device("auto")
+    model, tokenizer, info = load_model(args.model, device, args.checkpoint, task="classify")
+    report = classifier_report(model, tokenizer, info, device, args.split, args.data)
+    title = f"{_model_name(info, args.model)} on {report['data']}"
+    return save_png(confusion_matrix_figure(report, title), args.out)
 
 
 def _model_name(info: dict, spec: str) -> str:

@@ -3,16 +3,19 @@
 - `plot_embeddings`: token embeddings projected to 2-D (PCA, t-SNE, UMAP), labelled;
 - `plot_positions`: positional-encoding tables and the cosine similarity of positions;
 - `plot_attention`: attention weights of a prompt, per layer and head;
-- `plot_curves`: loss and learning rate from a run's metrics.jsonl.
+- `plot_curves`: loss and learning rate from a run's metrics.jsonl;
+- `confusion_matrix_figure`: a classifier's confusion matrix, from its evaluation report.
 """
 
 from gptlab.viz.attention import attention_weights, plot_attention
+from gptlab.viz.classification import confusion_matrix_figure, read_report
 from gptlab.viz.curves import plot_curves, read_metrics
 from gptlab.viz.embeddings import plot_embeddings, project_2d
 from gptlab.viz.positions import cosine_similarity_matrix, plot_positions
 
 __all__ = [
     "attention_weights",
+    "confusion_matrix_figure",
     "cosine_similarity_matrix",
     "plot_attention",
     "plot_curves",
@@ -20,4 +23,5 @@ __all__ = [
     "plot_positions",
     "project_2d",
     "read_metrics",
+    "read_report",
 ]
