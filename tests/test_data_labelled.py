@@ -96,6 +96,15 @@ def test_csv_tsv_and_jsonl_files_with_named_columns_read_the_same_examples(tmp_p
     assert data.labels == [label for _, label in EXAMPLES]
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_file_saved_with_a_byte_order_mark_reads_its_first_column(tmp_path, suffix):
+    """Spreadsheet programs save "CSV UTF-8" with a byte-order mark before the first header."""
+    rows = [{"text": text, "label": label} for text, label in EXAMPLES]
+    path = write_labelled(tmp_path / f"sheet{suffix}", rows)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_labelled(path).texts == [text for text, _ in EXAMPLES]
+
+
 def test_integer_labels_are_ordered_by_value_and_names_alphabetically():
     assert label_names(["10", "2", "1", "2"]) == ["1", "2", "10"]
     assert label_names(["spam", "ham", "eggs"]) == ["eggs", "ham", "spam"]

@@ -119,7 +119,9 @@ def read_sms_spam(path: Path) -> LabelledTexts:
 
 def _read_delimited(path: Path, delimiter: str) -> list[dict]:
     try:
-        with open(path, encoding="utf-8", newline="") as file:
+        # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark, which would
+        # otherwise become part of the first column's name.
+        with open(path, encoding="utf-8-sig", newline="") as file:
             return list(csv.DictReader(file, delimiter=delimiter))
     except (UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read {path}: {error}") from None
@@ -128,7 +130,7 @@ def _read_delimited(path: Path, delimiter: str) -> list[dict]:
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         raise DataError(f"cannot read {path}: {error}") from None
     for number, line in enumerate(lines, 1):
