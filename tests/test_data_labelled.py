@@ -150,6 +150,12 @@ def test_a_label_the_model_does_not_know_is_a_data_error():
         label_ids(["ham", "maybe"], ["ham", "spam"], "new.csv")
 
 
+def test_a_one_class_file_reads_where_one_class_is_enough(tmp_path):
+    """Evaluation may use a file of one class (only spam, say); training may not."""
+    path = write_text(tmp_path / "spam.csv", "text,label\nwin,spam\nfree,spam\n")
+    assert load_labelled(path, min_classes=1).labels == ["spam", "spam"]
+
+
 # -- splitting ------------------------------------------------------------------------------
 
 

@@ -105,12 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _classifier(args, model, tokenizer, info, device) -> int:
     """Accuracy, macro-F1, per-class precision / recall and the confusion matrix."""
-    from gptlab.data.labelled import (
-        ClassificationBatches,
-        check_labelled,
-        encode_examples,
-        load_labelled,
-    )
+    from gptlab.data.labelled import ClassificationBatches, encode_examples, load_labelled
     from gptlab.errors import ConfigError
     from gptlab.tasks.classification import DataSpec, evaluate_split, prepare_data
 
@@ -122,8 +117,8 @@ def _classifier(args, model, tokenizer, info, device) -> int:
             args.data,
             args.text_column or spec.text_column,
             args.label_column or spec.label_column,
+            min_classes=1,  # a file of one class (only spam, say) measures that class's recall
         )
-        check_labelled(data, args.data, min_classes=1)
         max_length = min(
             spec.max_length or model.config.context_length, model.config.context_length
         )

@@ -53,9 +53,12 @@ class LabelledTexts:
 
 
 def load_labelled(
-    spec: str | Path, text_column: str = "text", label_column: str = "label"
+    spec: str | Path, text_column: str = "text", label_column: str = "label", min_classes: int = 2
 ) -> LabelledTexts:
-    """`sms-spam`, or a .csv, .tsv or .jsonl file with `text_column` and `label_column`."""
+    """`sms-spam`, or a .csv, .tsv or .jsonl file with `text_column` and `label_column`.
+
+    min_classes: the distinct labels it must have; training needs two, evaluation one.
+    """
     if str(spec) == SMS_SPAM and not Path(spec).exists():
         from gptlab.data.sources import resolve
 
@@ -65,7 +68,7 @@ def load_labelled(
         raise DataError(
             f"{spec} is neither a labelled file (.csv, .tsv, .jsonl) nor a labelled dataset ({SMS_SPAM})"
         )
-    return _columns(read_rows(path), path, text_column, label_column)
+    return _columns(read_rows(path), path, text_column, label_column, min_classes)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -146,7 +149,9 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _columns(rows: list[dict], path: Path, text_column: str, label_column: str) -> LabelledTexts:
+def _columns(
+    rows: list[dict], path: Path, text_column: str, label_column: str, min_classes: int
+) -> LabelledTexts:
     if not rows:
         raise DataError(f"{path} has no rows")
     for column in (text_column, label_column):
@@ -163,7 +168,7 @@ def _columns(rows: list[dict], path: Path, text_column: str, label_column: str) 
             raise DataError(f"{path}, row {number}: the label is missing")
         texts.append("" if text is None else str(text))
         labels.append(str(label).strip())
-    return check_labelled(LabelledTexts(texts, labels), str(path))
+    return check_labelled(LabelledTexts(texts, labels), str(path), min_classes)
 
 
 def check_labelled(data: LabelledTexts, source: str, min_classes: int = 2) -> LabelledTexts:
