@@ -225,6 +225,14 @@ def test_resume_gives_the_same_losses_and_weights_as_one_run(
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
 
 
+def test_resume_without_max_iters_keeps_the_runs_own_length(tmp_path, run):
+    """The run was given --max-iters; resuming it must not fall back to --epochs' length."""
+    copy = shutil.copytree(run, tmp_path / "copy")
+    gptlab("finetune", "classify", "--resume", copy)
+    assert train_losses(copy) == train_losses(run)
+    assert json.loads((copy / "config.json").read_text())["train"]["max_iters"] == STEPS
+
+
 BAD_FILES = {
     "no_text.csv": "body,label\nhello,ham\nwin cash,spam\n",
     "one_class.csv": "text,label\nhello,ham\nbye,ham\n",

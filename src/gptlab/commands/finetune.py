@@ -299,7 +299,9 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         seed=probe.seed,
         micro_batches_per_step=probe.grad_accum * group.world_size,
     )
-    if "max_iters" not in train_over:
+    # A run's length is --max-iters, else --epochs; a resumed run keeps the length it was
+    # started with unless one of them is given again.
+    if "max_iters" not in train_over and ("resume" not in settings or "epochs" in rest):
         train_values["max_iters"] = batches.steps_for(epochs)
     train_cfg = TrainConfig(**train_values)
     has_val = len(data.splits["val"]) > 0
