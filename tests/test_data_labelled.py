@@ -20,7 +20,9 @@ from gptlab.data.labelled import (
     label_names,
     load_labelled,
     pad_batch,
+    read_rows,
     split_labelled,
+    write_rows,
 )
 from gptlab.errors import DataError
 from gptlab.evaluation import classification_metrics
@@ -154,6 +156,15 @@ def test_a_one_class_file_reads_where_one_class_is_enough(tmp_path):
     """Evaluation may use a file of one class (only spam, say); training may not."""
     path = write_text(tmp_path / "spam.csv", "text,label\nwin,spam\nfree,spam\n")
     assert load_labelled(path, min_classes=1).labels == ["spam", "spam"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_written_rows_read_back_with_every_column(tmp_path, suffix):
+    """Rows read from JSONL may have different keys; a CSV or TSV of them has every column."""
+    rows = [{"text": "hi", "predicted": "ham"}, {"text": "win", "id": "7", "predicted": "spam"}]
+    write_rows(tmp_path / f"out{suffix}", rows)
+    expected = rows if suffix == ".jsonl" else [{**row, "id": row.get("id", "")} for row in rows]
+    assert read_rows(tmp_path / f"out{suffix}") == expected
 
 
 # -- splitting ------------------------------------------------------------------------------

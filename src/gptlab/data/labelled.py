@@ -85,7 +85,7 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    """Write dicts as a .csv, .tsv (header from the first row) or .jsonl file, atomically."""
+    """Write dicts as a .csv, .tsv (a column for every key of any row) or .jsonl file, atomically."""
     from gptlab.atomic import atomic_write
 
     path = Path(path)
@@ -97,7 +97,9 @@ def write_rows(path: Path, rows: list[dict]) -> None:
         text.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     else:
         delimiter = "\t" if suffix == ".tsv" else ","
-        writer = csv.DictWriter(text, fieldnames=list(rows[0]), delimiter=delimiter)
+        # Every row's columns, in order of first appearance: rows read from JSONL may differ.
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(text, fieldnames=columns, delimiter=delimiter)
         writer.writeheader()
         writer.writerows(rows)
     with atomic_write(path) as file:
