@@ -87,7 +87,7 @@ def messages(tmp_path_factory) -> Path:
     return write_messages(tmp_path_factory.mktemp("data") / "messages.csv", rows)
 
 
-def finetune(model, data, out, *extra, check=True) -> subprocess.CompletedProcess:
+def finetune(model, data, out, *extra) -> subprocess.CompletedProcess:
     """`gptlab finetune classify` with tiny, fast settings (and dropout, which resume must replay)."""
     return gptlab(
         "finetune",
@@ -115,7 +115,6 @@ def finetune(model, data, out, *extra, check=True) -> subprocess.CompletedProces
         "cpu",
         "--no-tensorboard",
         *extra,
-        check=check,
     )
 
 
