@@ -53,7 +53,6 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gptlab.errors import ConfigError
-    from gptlab.pretrained import load_model
 
     if bool(args.texts) == bool(args.file):
         raise ConfigError("give texts to classify, or --file FILE (not both)")
@@ -65,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out must not be --file: the input would be overwritten")
     from gptlab.data.labelled import read_rows
     from gptlab.device import resolve_device
+    from gptlab.pretrained import load_model
     from gptlab.tasks.classification import max_text_tokens, predict_texts
 
     device = resolve_device(args.device)

@@ -138,25 +138,30 @@ def classifier_report(
     or on every row of the labelled file `data`; its "data" says which."""
     from gptlab.data.labelled import (
         ClassificationBatches,
-        check_labelled,
         encode_examples,
         load_labelled,
     )
     from gptlab.errors import ConfigError
-    from gptlab.tasks.classification import DataSpec, evaluate_split, prepare_data
+    from gptlab.tasks.classification import (
+        DataSpec,
+        evaluate_split,
+        max_text_tokens,
+        prepare_data,
+    )
 
     saved = info.get("config", {}).get("data")
     head = model.head
     if data:
         spec = DataSpec.from_dict(saved or {})
         labelled = load_labelled(
-            data, text_column or spec.text_column, label_column or spec.label_column
+            data,
+            text_column or spec.text_column,
+            label_column or spec.label_column,
+            min_classes=1,  # a file of one class (only spam, say) measures that class's recall
         )
-        check_labelled(labelled, data, min_classes=1)
-        max_length = min(
-            spec.max_length or model.config.context_length, model.config.context_length
+        examples = encode_examples(
+            labelled, tokenizer, head.labels, max_text_tokens(model, info), data
         )
-        examples = encode_examples(labelled, tokenizer, head.labels, max_length, data)
         source = f"{data} (every row)"
     elif saved is None or "data" not in saved:
         raise ConfigError(

@@ -274,17 +274,18 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         base = {"source": info["source"], "kind": info["kind"]}
         model = None  # made once the classes are known, from the data
 
+    probe = TrainConfig(**{**train_values, "max_iters": 1})  # validated before the data is read
     max_length = model.config.context_length if model is not None else body.config.context_length
     names = model.head.labels if model is not None else None
     data = prepare_data(spec, tokenizer, max_length, names)
     if model is None:
         pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
+        torch.manual_seed(probe.seed)  # the new head's initial weights: a run is its settings
         model = classifier_from_body(
             body, data.names, pad_id, rest.get("pooling", "last"), rest.get("padding_side", "right")
         )
     trainable, total = freeze(model, finetune["train"])
 
-    probe = TrainConfig(**{**train_values, "max_iters": 1})  # validated before the data is read
     device = resolve_device(probe.device)
     group = init_from_env(device.type)
     if group.enabled and device.type == "cuda":
@@ -298,7 +299,9 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         seed=probe.seed,
         micro_batches_per_step=probe.grad_accum * group.world_size,
     )
-    if "max_iters" not in train_over:
+    # A run's length is --max-iters, else --epochs; a resumed run keeps the length it was
+    # started with unless one of them is given again.
+    if "max_iters" not in train_over and ("resume" not in settings or "epochs" in rest):
         train_values["max_iters"] = batches.steps_for(epochs)
     train_cfg = TrainConfig(**train_values)
     has_val = len(data.splits["val"]) > 0

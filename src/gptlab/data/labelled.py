@@ -53,9 +53,12 @@ class LabelledTexts:
 
 
 def load_labelled(
-    spec: str | Path, text_column: str = "text", label_column: str = "label"
+    spec: str | Path, text_column: str = "text", label_column: str = "label", min_classes: int = 2
 ) -> LabelledTexts:
-    """`sms-spam`, or a .csv, .tsv or .jsonl file with `text_column` and `label_column`."""
+    """`sms-spam`, or a .csv, .tsv or .jsonl file with `text_column` and `label_column`.
+
+    min_classes: the distinct labels it must have; training needs two, evaluation one.
+    """
     if str(spec) == SMS_SPAM and not Path(spec).exists():
         from gptlab.data.sources import resolve
 
@@ -65,7 +68,7 @@ def load_labelled(
         raise DataError(
             f"{spec} is neither a labelled file (.csv, .tsv, .jsonl) nor a labelled dataset ({SMS_SPAM})"
         )
-    return _columns(read_rows(path), path, text_column, label_column)
+    return _columns(read_rows(path), path, text_column, label_column, min_classes)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -82,7 +85,7 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
-    """Write dicts as a .csv, .tsv (header from the first row) or .jsonl file, atomically."""
+    """Write dicts as a .csv, .tsv (a column for every key of any row) or .jsonl file, atomically."""
     from gptlab.atomic import atomic_write
 
     path = Path(path)
@@ -94,7 +97,9 @@ def write_rows(path: Path, rows: list[dict]) -> None:
         text.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     else:
         delimiter = "\t" if suffix == ".tsv" else ","
-        writer = csv.DictWriter(text, fieldnames=list(rows[0]), delimiter=delimiter)
+        # Every row's columns, in order of first appearance: rows read from JSONL may differ.
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(text, fieldnames=columns, delimiter=delimiter)
         writer.writeheader()
         writer.writerows(rows)
     with atomic_write(path) as file:
@@ -119,7 +124,9 @@ def read_sms_spam(path: Path) -> LabelledTexts:
 
 def _read_delimited(path: Path, delimiter: str) -> list[dict]:
     try:
-        with open(path, encoding="utf-8", newline="") as file:
+        # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark, which would
+        # otherwise become part of the first column's name.
+        with open(path, encoding="utf-8-sig", newline="") as file:
             return list(csv.DictReader(file, delimiter=delimiter))
     except (UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read {path}: {error}") from None
@@ -128,7 +135,7 @@ def _read_delimited(path: Path, delimiter: str) -> list[dict]:
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as error:
         raise DataError(f"cannot read {path}: {error}") from None
     for number, line in enumerate(lines, 1):
@@ -144,7 +151,9 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _columns(rows: list[dict], path: Path, text_column: str, label_column: str) -> LabelledTexts:
+def _columns(
+    rows: list[dict], path: Path, text_column: str, label_column: str, min_classes: int
+) -> LabelledTexts:
     if not rows:
         raise DataError(f"{path} has no rows")
     for column in (text_column, label_column):
@@ -161,7 +170,7 @@ def _columns(rows: list[dict], path: Path, text_column: str, label_column: str) 
             raise DataError(f"{path}, row {number}: the label is missing")
         texts.append("" if text is None else str(text))
         labels.append(str(label).strip())
-    return check_labelled(LabelledTexts(texts, labels), str(path))
+    return check_labelled(LabelledTexts(texts, labels), str(path), min_classes)
 
 
 def check_labelled(data: LabelledTexts, source: str, min_classes: int = 2) -> LabelledTexts:
