@@ -29,7 +29,9 @@ def make_data(seed: int = 0) -> TokenData:
     return TokenData(tokens.astype(np.uint16), val_fraction=0.1)
 
 
-def make_trainer(data: TokenData, config: TrainConfig, callbacks=(), seed: int = 0) -> Trainer:
+def make_trainer(
+    data: TokenData, config: TrainConfig, callbacks=(), seed: int = 0, **options
+) -> Trainer:
     torch.manual_seed(seed)
     model = GPT(
         GPTConfig(vocab_size=32, context_length=BLOCK, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
@@ -43,6 +45,7 @@ def make_trainer(data: TokenData, config: TrainConfig, callbacks=(), seed: int =
         eval_batches=lambda: data.eval_batches("val", config.batch_size, BLOCK, config.eval_iters),
         device=torch.device("cpu"),
         callbacks=callbacks,
+        **options,
     )
 
 
@@ -209,3 +212,52 @@ def test_cuda_graphs_only_for_compiled_modes_that_replay_them():
     assert TrainConfig(compile=True, compile_mode="max-autotune").cuda_graphs
     assert not TrainConfig(compile=False, compile_mode="reduce-overhead").cuda_graphs
     assert not TrainConfig(compile=True, compile_mode="max-autotune-no-cudagraphs").cuda_graphs
+
+
+class Scripted:
+    """An evaluator that reports the next of a fixed list of accuracies (and a constant loss)."""
+
+    def __init__(self, accuracies):
+        self.accuracies = list(accuracies)
+
+    def __call__(self, model):
+        return {"loss": 1.0, "accuracy": self.accuracies.pop(0), "macro_f1": 0.5}
+
+
+class Improvements(cb.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_eval_end(self, trainer, metrics, improved):
+        self.seen.append((metrics["accuracy"], improved))
+
+
+def test_an_evaluator_with_accuracy_monitored_keeps_the_highest():
+    spy = Improvements()
+    trainer = make_trainer(
+        make_data(),
+        train_config(max_iters=15, eval_interval=5),
+        callbacks=[spy],
+        evaluator=Scripted([0.5, 0.9, 0.7, 0.8]),
+        monitor="accuracy",
+    )
+    trainer.fit()
+    assert spy.seen == [(0.5, True), (0.9, True), (0.7, False), (0.8, False)]
+    assert trainer.best_metric == 0.9 and trainer.evals_without_improvement == 2
+
+
+def test_monitoring_a_metric_the_evaluation_lacks_is_a_config_error():
+    trainer = make_trainer(make_data(), train_config(), monitor="accuracy")
+    with pytest.raises(ConfigError, match="accuracy"):
+        trainer.evaluate()
+
+
+def test_a_run_resumes_only_with_the_metric_it_monitored():
+    data = make_data()
+    trainer = make_trainer(data, train_config(max_iters=5))
+    trainer.fit()
+    other = make_trainer(
+        data, train_config(max_iters=5), evaluator=Scripted([0.5]), monitor="accuracy"
+    )
+    with pytest.raises(ConfigError, match="monitored 'loss'"):
+        other.load_state_dict(trainer.state_dict())

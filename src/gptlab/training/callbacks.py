@@ -45,13 +45,14 @@ class ProgressBar(Callback):
 
     def on_eval_end(self, trainer: Trainer, metrics: dict, improved: bool) -> None:
         best = " (best)" if improved else ""
-        if "accuracy" in metrics:  # a classifier: perplexity means nothing there
-            measures = f"accuracy {metrics['accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.4f}"
-        else:
-            measures = f"perplexity {metrics['perplexity']:.2f}"
-        self.bar.write(
-            f"step {metrics['step']:>6}: val loss {metrics['loss']:.4f}, {measures}{best}"
-        )
+        measures = [f"val loss {metrics['loss']:.4f}"]
+        if "perplexity" in metrics:
+            measures.append(f"perplexity {metrics['perplexity']:.2f}")
+        if "accuracy" in metrics:
+            measures.append(f"accuracy {metrics['accuracy']:.2%}")
+        if "macro_f1" in metrics:
+            measures.append(f"macro-F1 {metrics['macro_f1']:.4f}")
+        self.bar.write(f"step {metrics['step']:>6}: {', '.join(measures)}{best}")
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.bar.close()

@@ -184,13 +184,15 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """The validation metrics (mean loss, perplexity, and the evaluator's), reported to callbacks."""
+        """The validation metrics (the evaluator's, or the mean loss and its perplexity), reported
+        to callbacks."""
         self.raw_model.eval()
         if self.evaluator is not None:
             with self.autocast():
                 values = dict(self.evaluator(self.eval_model))
         else:
-            values = {"loss": self._mean_eval_loss()}
+            loss = self._mean_eval_loss()
+            values = {"loss": loss, "perplexity": _perplexity(loss)}
         self.raw_model.train()
         if self.monitor not in values:
             raise ConfigError(
@@ -211,7 +213,6 @@ class Trainer:
             "step": self.step,
             "split": "val",
             **values,
-            "perplexity": _perplexity(values["loss"]),
             "lr": self.learning_rate(self.step),
             "elapsed": self.elapsed,
         }
