@@ -25,7 +25,7 @@ then:
 
 # A tenth of the local base's pretraining learning rate (gpt2-mini: 1e-3), and a short warmup:
 # the weights are already good, and large steps on a small corpus overwrite what the base knew
-# (Gururangan et al. 2020 continue pretraining RoBERTa at a tenth of its peak rate). Frequent
+# (Gururangan et al. 2020 continue RoBERTa's pretraining on a new domain at 1e-4). Frequent
 # evaluation with early stopping, because a corpus of a few hundred thousand tokens is learned
 # by heart within a few passes.
 LM_DEFAULTS = dict(
