@@ -43,6 +43,7 @@ UNUSED_TRAIN_FIELDS = ("eval_iters",)
 
 
 def add_parser(subparsers) -> None:
+    from gptlab.commands import finetune_lm
     from gptlab.commands.train import add_field_flag
     from gptlab.config import PADDING_SIDES, POOLINGS
     from gptlab.training.config import TrainConfig
@@ -155,6 +156,7 @@ def add_parser(subparsers) -> None:
         if field.name not in UNUSED_TRAIN_FIELDS:
             add_field_flag(train, field, TrainConfig, CLASSIFY_DEFAULTS)
     classify.set_defaults(run=run_classify, command="finetune classify")
+    finetune_lm.add_parser(tasks)
 
 
 def run_classify(args: argparse.Namespace) -> int:

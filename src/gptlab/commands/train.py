@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 from gptlab.errors import ConfigError
@@ -214,16 +213,13 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
     import torch
 
     from gptlab.config import GPTConfig
-    from gptlab.data.text import TokenData, resolve_text
-    from gptlab.device import resolve_device
+    from gptlab.data.text import resolve_text
     from gptlab.models.gpt import GPT
     from gptlab.runs import read_run_config, write_run_config
     from gptlab.tokenizers import get_tokenizer, load_tokenizer
     from gptlab.training.callbacks import standard_callbacks
     from gptlab.training.checkpoint import STATE_FILE, TOKENIZER_DIR, load_trainer_state
     from gptlab.training.config import TrainConfig
-    from gptlab.training.distributed import init_from_env, shutdown
-    from gptlab.training.trainer import Trainer
 
     if resume is not None:
         saved = read_run_config(resume)
@@ -253,11 +249,7 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
                 f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out"
             )
 
-    device = resolve_device(train_cfg.device)
-    group = init_from_env(device.type)
-    if group.enabled and device.type == "cuda":
-        device = torch.device("cuda", group.local_rank)
-
+    device, group = training_device(train_cfg)
     text_path = resolve_text(data_cfg["data"])
     if resume is not None:
         tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
@@ -266,11 +258,7 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
         model_cfg = GPTConfig.from_preset(
             preset, **{**model_over, "vocab_size": tokenizer.vocab_size}
         )
-    data = TokenData.from_file(text_path, tokenizer, val_fraction=data_cfg["val_fraction"])
-    block = model_cfg.context_length
-    data.split_range("train", block)  # fail now, with a clear message, if the corpus is too short
-    if train_cfg.eval_interval:
-        data.split_range("val", block)
+    data = token_data(text_path, tokenizer, data_cfg["val_fraction"], model_cfg, train_cfg)
 
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
@@ -283,8 +271,61 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
     callbacks = standard_callbacks(
         run_dir, is_main=group.is_main, tensorboard=tensorboard, patience=train_cfg.patience
     )
+    trainer = lm_trainer(model, train_cfg, data, device, callbacks, group)
+    if resume is not None:
+        trainer.load_state_dict(load_trainer_state(run_dir / STATE_FILE))
+    if group.is_main:
+        print(
+            f"training {model.num_params() / 1e6:.2f}M parameters on {device} ({trainer.dtype}), "
+            f"{len(data.train):,} train / {len(data.val):,} val tokens, {train_cfg.max_iters} steps -> {run_dir}",
+            file=sys.stderr,
+        )
+    seconds = fit(trainer, group)
+    if group.is_main:
+        best = f"best val loss {trainer.best_metric:.4f}, " if trainer.evaluated else ""
+        print(
+            f"done: {trainer.step} steps, {best}{seconds:.1f} s; run directory {run_dir}",
+            file=sys.stderr,
+        )
+    return 0
 
-    trainer = Trainer(
+
+# -- what pretraining shares with domain fine-tuning (gptlab.commands.finetune_lm) ---------
+
+
+def training_device(train_cfg):
+    """(device, process group): the device asked for, and this process's GPU under torchrun."""
+    import torch
+
+    from gptlab.device import resolve_device
+    from gptlab.training.distributed import init_from_env
+
+    device = resolve_device(train_cfg.device)
+    group = init_from_env(device.type)
+    if group.enabled and device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
+    return device, group
+
+
+def token_data(text_path: Path, tokenizer, val_fraction: float, model_cfg, train_cfg):
+    """The corpus tokenized and split, checked now (with a clear message) to hold one window of
+    the model's context in the train split, and in the val split when training evaluates."""
+    from gptlab.data.text import TokenData
+
+    data = TokenData.from_file(text_path, tokenizer, val_fraction=val_fraction)
+    data.split_range("train", model_cfg.context_length)
+    if train_cfg.eval_interval:
+        data.split_range("val", model_cfg.context_length)
+    return data
+
+
+def lm_trainer(model, train_cfg, data, device, callbacks, group):
+    """A Trainer of a language model on random windows of `data`'s train split, evaluated on
+    evenly spread windows of its val split."""
+    from gptlab.training.trainer import Trainer
+
+    block = model.config.context_length
+    return Trainer(
         model,
         train_cfg,
         train_batch=lambda step, index: data.train_batch(
@@ -303,23 +344,17 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
         callbacks=callbacks,
         group=group,
     )
-    if resume is not None:
-        trainer.load_state_dict(load_trainer_state(run_dir / STATE_FILE))
-    if group.is_main:
-        print(
-            f"training {model.num_params() / 1e6:.2f}M parameters on {device} ({trainer.dtype}), "
-            f"{len(data.train):,} train / {len(data.val):,} val tokens, {train_cfg.max_iters} steps -> {run_dir}",
-            file=sys.stderr,
-        )
+
+
+def fit(trainer, group) -> float:
+    """Train to the end, leave the process group, and return the seconds it took."""
+    import time
+
+    from gptlab.training.distributed import shutdown
+
     started = time.perf_counter()
     try:
         trainer.fit()
     finally:
         shutdown(group)
-    if group.is_main:
-        best = f"best val loss {trainer.best_metric:.4f}, " if trainer.evaluated else ""
-        print(
-            f"done: {trainer.step} steps, {best}{time.perf_counter() - started:.1f} s; run directory {run_dir}",
-            file=sys.stderr,
-        )
-    return 0
+    return time.perf_counter() - started

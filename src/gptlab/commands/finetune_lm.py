@@ -1,0 +1,243 @@
+"""`gptlab finetune lm`: domain fine-tuning, a pretrained GPT's language-model training
+continued on a new corpus with the model's own tokenizer."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+from gptlab.errors import ConfigError
+
+LM_EXAMPLES = """\
+examples:
+  gptlab finetune lm runs/gpt2-mini --data poetry/whitman --out runs/whitman
+  gptlab finetune lm gpt2 --data my_corpus.txt --out runs/my-gpt2 --context-length 256
+  gptlab finetune lm runs/gpt2-mini --data poetry/blake --lr 5e-5 --patience 2 --dropout 0.1
+  gptlab finetune lm --resume runs/whitman --max-iters 2000
+then:
+  gptlab eval runs/whitman                          # perplexity on Whitman's validation split
+  gptlab eval runs/whitman --data english-mix       # and on the base's corpus: what it forgot
+  gptlab sample runs/whitman --prompt "I sing"
+"""
+
+# A tenth of the local base's pretraining learning rate (gpt2-mini: 1e-3), and a short warmup:
+# the weights are already good, and large steps on a small corpus overwrite what the base knew
+# (Gururangan et al. 2020 continue RoBERTa's pretraining on a new domain at 1e-4). Frequent
+# evaluation with early stopping, because a corpus of a few hundred thousand tokens is learned
+# by heart within a few passes.
+LM_DEFAULTS = dict(
+    max_iters=1000,
+    batch_size=8,
+    lr=1e-4,
+    min_lr=1e-5,
+    warmup_iters=20,
+    weight_decay=0.1,
+    beta2=0.99,
+    eval_interval=50,
+    eval_iters=20,
+    patience=4,
+    log_interval=10,
+)
+VAL_FRACTION = 0.1
+
+
+def add_parser(tasks) -> None:
+    """`finetune lm`, a task of `gptlab finetune` (gptlab.commands.finetune)."""
+    from gptlab.commands.train import add_field_flag
+    from gptlab.training.config import TrainConfig
+
+    S = argparse.SUPPRESS  # flags not given stay out of the namespace: the defaults layer
+    parser = tasks.add_parser(
+        "lm",
+        help="domain fine-tuning: continue a language model's training on a new corpus",
+        description="Continue the language-model training of a pretrained GPT on a new text "
+        "corpus, with the model's own tokenizer and a lower learning rate than pretraining; "
+        "the best checkpoint by validation loss on the new corpus is kept. The run directory is "
+        "a language-model run like those of gptlab train: gptlab eval, sample and export read it.",
+        epilog=LM_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        help="the pretrained language model: a run directory, a Hugging Face GPT-2 folder or a "
+        "name (gpt2, ...)",
+    )
+    parser.add_argument(
+        "--data", default=S, help="the new corpus: a text file, a dataset or a corpus name"
+    )
+    parser.add_argument(
+        "--out", default=S, help="run directory to create (default runs/finetune-<data>)"
+    )
+    parser.add_argument(
+        "--resume", default=S, metavar="RUN_DIR", help="continue the run in RUN_DIR"
+    )
+    parser.add_argument(
+        "--val-fraction",
+        default=S,
+        type=float,
+        help=f"share of the corpus kept for validation (default {VAL_FRACTION})",
+    )
+    parser.add_argument(
+        "--context-length",
+        default=S,
+        type=int,
+        help="crop the model's context to this many tokens, for speed (default: the model's)",
+    )
+    parser.add_argument(
+        "--dropout",
+        default=S,
+        type=float,
+        help="dropout while fine-tuning (default: the base model's)",
+    )
+    parser.add_argument(
+        "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
+    )
+    train = parser.add_argument_group("training")
+    for field in dataclasses.fields(TrainConfig):
+        add_field_flag(train, field, TrainConfig, LM_DEFAULTS)
+    parser.set_defaults(run=run, command="finetune lm")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("run", "command", "no_tensorboard")
+    }
+    if settings.get("model") is None:
+        settings.pop("model", None)
+    if "resume" in settings:
+        if "model" in settings:
+            raise ConfigError("give MODEL or --resume RUN_DIR, not both")
+    elif "model" not in settings:
+        raise ConfigError("name the pretrained MODEL to fine-tune (e.g. gpt2, or a run directory)")
+    elif "data" not in settings:
+        raise ConfigError("name the corpus to fine-tune on: --data FILE_OR_DATASET")
+    return _finetune(settings, tensorboard=not args.no_tensorboard)
+
+
+def _finetune(settings: dict, tensorboard: bool) -> int:
+    import torch
+
+    from gptlab.commands.train import fit, lm_trainer, token_data, training_device
+    from gptlab.data.text import resolve_text
+    from gptlab.runs import build_model, read_run_config, write_run_config
+    from gptlab.tokenizers import load_tokenizer
+    from gptlab.training.callbacks import standard_callbacks
+    from gptlab.training.checkpoint import STATE_FILE, TOKENIZER_DIR, load_trainer_state
+    from gptlab.training.config import TrainConfig
+
+    train_keys = {field.name for field in dataclasses.fields(TrainConfig)}
+    train_over = {key: value for key, value in settings.items() if key in train_keys}
+    rest = {key: value for key, value in settings.items() if key not in train_keys}
+    if "resume" in rest:
+        run_dir = Path(rest.pop("resume"))
+        saved = read_run_config(run_dir)
+        if "finetune" not in saved or saved.get("task", "lm") != "lm":
+            raise ConfigError(
+                f"{run_dir} is not a domain fine-tuning run: resume it with its own command"
+            )
+        if rest:
+            raise ConfigError(
+                "--resume continues a run as it was: only training settings (e.g. --max-iters) may change"
+            )
+        train_cfg = TrainConfig(**{**saved["train"], **train_over})
+        data_cfg, base, finetune = saved["data"], saved["base"], saved["finetune"]
+        text_path = resolve_text(data_cfg["data"])
+        model, tokenizer = build_model(saved), load_tokenizer(run_dir / TOKENIZER_DIR)
+    else:
+        data_cfg = {
+            "data": rest["data"],
+            "tokenizer": "base",  # the base model's own, saved in the run directory
+            "val_fraction": rest.get("val_fraction", VAL_FRACTION),
+        }
+        run_dir = Path(rest.get("out", f"runs/finetune-{Path(rest['data']).stem}"))
+        if (run_dir / STATE_FILE).exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out"
+            )
+        train_cfg = TrainConfig(**{**LM_DEFAULTS, **train_over})
+        text_path = resolve_text(data_cfg["data"])  # a missing corpus fails before the model loads
+        model, tokenizer, base = _base_model(rest["model"], rest)
+        finetune = {
+            "base_context_length": base.pop("context_length"),
+            "context_length": model.config.context_length,
+            "dropout": model.config.dropout,
+        }
+
+    device, group = training_device(train_cfg)
+    data = token_data(text_path, tokenizer, data_cfg["val_fraction"], model.config, train_cfg)
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(run_dir / TOKENIZER_DIR)
+        write_run_config(
+            run_dir,
+            model.config,
+            train_cfg.to_dict(),
+            data_cfg,
+            task="lm",
+            base=base,
+            finetune=finetune,
+        )
+    torch.manual_seed(train_cfg.seed)  # dropout's draws
+    callbacks = standard_callbacks(
+        run_dir, is_main=group.is_main, tensorboard=tensorboard, patience=train_cfg.patience
+    )
+    trainer = lm_trainer(model, train_cfg, data, device, callbacks, group)
+    if "resume" in settings:
+        trainer.load_state_dict(load_trainer_state(run_dir / STATE_FILE))
+    if group.is_main:
+        context = model.config.context_length
+        cropped = (
+            f" (cropped from {finetune['base_context_length']})"
+            if context != finetune["base_context_length"]
+            else ""
+        )
+        print(
+            f"fine-tuning {model.num_params() / 1e6:.2f}M parameters of {base['source']} "
+            f"({base['kind']}) on {data_cfg['data']} with its own tokenizer, on {device} "
+            f"({trainer.dtype}): {len(data.train):,} train / {len(data.val):,} val tokens, "
+            f"context {context}{cropped}, lr {train_cfg.lr:g}, {train_cfg.max_iters} steps "
+            f"-> {run_dir}",
+            file=sys.stderr,
+        )
+    seconds = fit(trainer, group)
+    if group.is_main:
+        best = (
+            f"best val loss {trainer.best_metric:.4f} (perplexity {math.exp(trainer.best_metric):.2f}), "
+            if trainer.evaluated
+            else ""
+        )
+        print(
+            f"done: {trainer.step} steps, {best}{seconds:.1f} s; run directory {run_dir}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _base_model(spec: str, rest: dict):
+    """(model, tokenizer, base): the language model MODEL names, with the --dropout and
+    --context-length asked for, and what `base` records of it (plus its own context length)."""
+    from gptlab.models.gpt import GPT
+    from gptlab.pretrained import load_model
+
+    model, tokenizer, info = load_model(spec)
+    if info["task"] != "lm":
+        raise ConfigError(
+            f"{spec} is a {info['task']} model, not a language model: domain fine-tuning "
+            "continues a language model's training (a run of gptlab train, gpt2, ...)"
+        )
+    base_context = model.config.context_length
+    if "dropout" in rest:  # dropout rates are fixed when modules are built: build it again
+        state = model.state_dict()
+        model = GPT(dataclasses.replace(model.config, dropout=rest["dropout"]))
+        model.load_state_dict(state)
+    if "context_length" in rest:
+        model.crop_context(rest["context_length"])
+    base = {"source": info["source"], "kind": info["kind"], "context_length": base_context}
+    return model.train(), tokenizer, base
