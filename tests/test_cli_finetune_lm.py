@@ -186,6 +186,7 @@ LM = ["finetune", "lm", "{base}", "--device", "cpu", "--out", "{tmp}/new"]
         (["finetune", "lm", "--resume", "{base}"], "not a domain fine-tuning run"),
         (["finetune", "lm", "--resume", "{run}", "--data", "{new}"], "only training settings"),
         (["finetune", "lm", "{base}", "--data", "{new}", "--out", "{run}"], "already holds a run"),
+        (["train", "--resume", "{run}"], "gptlab finetune lm --resume"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_status_2(

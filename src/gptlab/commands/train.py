@@ -223,6 +223,11 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
 
     if resume is not None:
         saved = read_run_config(resume)
+        if "finetune" in saved:  # its own command resumes it, and keeps its base and task sections
+            task = saved.get("task", "lm")
+            raise ConfigError(
+                f"{resume} is a fine-tuning run: resume it with `gptlab finetune {task} --resume {resume}`"
+            )
         model_over, train_over, data_over = split_settings(settings)
         if model_over or data_over or "preset" in settings or "config" in settings:
             raise ConfigError(
