@@ -156,6 +156,10 @@ def add_parser(subparsers) -> None:
             add_field_flag(train, field, TrainConfig, CLASSIFY_DEFAULTS)
     classify.set_defaults(run=run_classify, command="finetune classify")
 
+    from gptlab.commands.finetune_instruct import add_instruct_parser
+
+    add_instruct_parser(tasks)
+
 
 def run_classify(args: argparse.Namespace) -> int:
     settings = {
