@@ -138,16 +138,18 @@ def test_eval_reports_the_response_only_loss_of_the_test_split(run, tasks_file):
     assert math.isclose(report["perplexity"], math.exp(report["loss"]))
 
 
-def answering_model() -> GPT:
-    """A GPT that answers every Alpaca prompt with "Paris###Paris###...": a bigram chain.
+def answering_model(end: str | None) -> GPT:
+    """A GPT that answers every Alpaca prompt with "Paris", then `end` (None: end-of-text),
+    then "Paris" again...: a chain of bigrams.
 
     Attention adds nothing; each chain token embeds as a basis vector, and the MLP turns
     token k's vector into token k + 1's, which the tied head then ranks first. The prompt
-    ends in "\\n", which starts the chain.
+    ends in "\n", which starts the chain.
     """
-    ids = tokenizer().encode("\nParis###")
+    gpt2 = tokenizer()
+    ids = gpt2.encode("\nParis") + (gpt2.encode(end) if end else [gpt2.eos_id])
     assert len(ids) == 3
-    chain = ids + [ids[1]]  # "\n" -> "Paris" -> "###" -> "Paris"
+    chain = ids + [ids[1]]  # "\n" -> "Paris" -> end -> "Paris"
     model = GPT(dataclasses.replace(BODY, n_embd=8))
     with torch.no_grad():
         for param in model.parameters():
@@ -165,13 +167,19 @@ def answering_model() -> GPT:
     return model
 
 
-def test_sample_prints_only_the_response_up_to_the_next_header(tmp_path):
-    answering = write_run(tmp_path / "answering", answering_model(), task="instruct")
+@pytest.mark.parametrize("end", ["###", None], ids=["header", "end-of-text"])
+def test_sample_prints_only_the_response_and_stops_at_a_header_or_end_of_text(tmp_path, end):
+    answering = write_run(tmp_path / "answering", answering_model(end), task="instruct")
     stdout, _ = here(
         "sample", answering, "--instruction", "Name the capital of France.",
         "--max-new-tokens", 20, "--device", "cpu",
     )  # fmt: skip
     assert stdout == "Paris\n"
+
+
+def test_eval_data_measures_every_entry_of_a_file(run, tasks_file):
+    report = json.loads(here("eval", run[0], "--data", tasks_file, "--json", "--device", "cpu")[0])
+    assert report["data"] == f"{tasks_file} (every entry)" and report["examples"] == len(ENTRIES)
 
 
 def write_json(path: Path, value) -> str:
