@@ -19,7 +19,7 @@ from gptlab.training.checkpoint import (
     write_json,
 )
 
-TASKS = ("lm", "classify")
+TASKS = ("lm", "classify", "instruct")  # an instruction run's model is a GPT, as an lm's
 
 
 def write_run_config(
@@ -60,7 +60,7 @@ def run_task(config: dict) -> str:
 
 
 def build_model(config: dict):
-    """The untrained model a run's config describes: a GPT, or a GPTClassifier."""
+    """The untrained model a run's config describes: a GPT (lm, instruct), or a GPTClassifier."""
     from gptlab.models.gpt import GPT
 
     body = GPT(GPTConfig.from_dict(config["model"]))

@@ -14,6 +14,7 @@ examples:
   gptlab eval runs/spam                            # a classifier: its test split
   gptlab eval runs/spam --split val
   gptlab eval runs/spam --data more_messages.csv --text-column body --label-column label
+  gptlab eval runs/instruct                        # an instruction run: response-only loss, test split
 """
 
 
@@ -42,7 +43,7 @@ def add_parser(subparsers) -> None:
         "--split",
         choices=["train", "val", "test"],
         default="test",
-        help="a classifier's split to evaluate (default test)",
+        help="a classifier's or an instruction run's split to evaluate (default test)",
     )
     parser.add_argument(
         "--text-column", help="a classifier's --data text column (default: the run's)"
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from gptlab.errors import ConfigError
     from gptlab.evaluation import perplexity
     from gptlab.pretrained import load_model
+    from gptlab.runs import run_task
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
@@ -77,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer, info = load_model(args.model, device, args.checkpoint)
     if info["task"] == "classify":
         return _classifier(args, model, tokenizer, info, device)
+    if run_task(info.get("config", {})) == "instruct":
+        return _instruction(args, model, tokenizer, info, device)
     if args.data:
         source = str(resolve_text(args.data))
         tokens = tokenize_corpus(resolve_text(args.data), tokenizer)
@@ -120,6 +124,38 @@ def _classifier(args, model, tokenizer, info, device) -> int:
         print(json.dumps(report))
         return 0
     print(format_report(report))
+    return 0
+
+
+def _instruction(args, model, tokenizer, info, device) -> int:
+    """An instruction run's loss on the response tokens (and their end-of-text), and its
+    perplexity, on a split of its data or on every entry of --data."""
+    from gptlab.data.instructions import InstructionBatches, encode_instructions, load_instructions
+    from gptlab.errors import ConfigError
+    from gptlab.tasks.instruction import InstructionSpec, prepare_data, response_loss
+
+    spec = InstructionSpec.from_dict(info["config"].get("data", {}))
+    context = model.config.context_length
+    if args.data:
+        entries = load_instructions(args.data, spec.format)
+        examples = encode_instructions(entries, tokenizer, context, spec.train_on_prompt)
+        source = f"{args.data} (every entry)"
+    else:
+        examples = prepare_data(spec, tokenizer, context).splits[args.split]
+        source = f"{spec.data} ({args.split} split)"
+    if not len(examples):
+        raise ConfigError(f"{source} has no examples to evaluate")
+    batches = InstructionBatches(examples, args.batch_size, tokenizer.eos_id)
+    result = response_loss(model, batches, device)
+    learned = "prompt and response" if spec.train_on_prompt else "response"
+    result.update(data=source, examples=len(examples), targets=learned)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{source}: {learned} loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} "
+            f"over {result['tokens']:,} tokens of {len(examples):,} examples"
+        )
     return 0
 
 

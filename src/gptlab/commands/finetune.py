@@ -158,6 +158,10 @@ def add_parser(subparsers) -> None:
     classify.set_defaults(run=run_classify, command="finetune classify")
     finetune_lm.add_parser(tasks)
 
+    from gptlab.commands.finetune_instruct import add_instruct_parser
+
+    add_instruct_parser(tasks)
+
 
 def run_classify(args: argparse.Namespace) -> int:
     settings = {

@@ -13,6 +13,8 @@ examples:
   gptlab sample runs/shakespeare-cpu --top-p 0.9 --repetition-penalty 1.2 --stop "\\n\\n"
   gptlab sample runs/shakespeare-cpu --strategy beam --num-beams 4
   gptlab sample runs/shakespeare-cpu --compare --prompt "KING:"   # several strategies side by side
+  gptlab sample runs/instruct --instruction "Name the capital of France."   # an instruction run
+  gptlab sample runs/instruct --instruction "Translate to German." --input "Good morning"
 """
 
 
@@ -37,6 +39,15 @@ def add_parser(subparsers) -> None:
         help="text to continue (default: a newline, or GPT-2's <|endoftext|>)",
     )
     parser.add_argument(
+        "--instruction",
+        default=None,
+        help="an instruction run only: the instruction, put in the prompt format the run was "
+        "trained with; prints only the response (greedy unless --strategy says otherwise)",
+    )
+    parser.add_argument(
+        "--input", default=None, help="with --instruction: the input the instruction is about"
+    )
+    parser.add_argument(
         "--num-samples", type=int, default=1, help="how many continuations (default 1)"
     )
     parser.add_argument(
@@ -51,8 +62,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--strategy",
         choices=["sample", "greedy", "beam"],
-        default="sample",
-        help="decoding strategy (default sample)",
+        default=None,
+        help="decoding strategy (default sample; greedy with --instruction)",
     )
     parser.add_argument(
         "--greedy",
@@ -144,9 +155,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if (args.input is not None or args.instruction is not None) and not (
+        args.instruction or ""
+    ).strip():
+        raise ConfigError("--input needs an --instruction, and --instruction must not be empty")
+    if args.instruction is not None and (args.prompt is not None or args.compare):
+        raise ConfigError("--instruction makes the prompt: drop --prompt and --compare")
     base = generation_config(args)  # validates every decoding flag before the model loads
     device = resolve_device(args.device)
-    model, tokenizer, _ = load_model(args.model, device, args.checkpoint, task="lm")
+    model, tokenizer, info = load_model(args.model, device, args.checkpoint, task="lm")
+    if args.instruction is not None:
+        return _instruction(args, model, tokenizer, info, base)
     prompt = args.prompt
     if prompt is None:
         prompt = tokenizer.decode([tokenizer.eos_id]) if tokenizer.eos_id is not None else "\n"
@@ -167,9 +186,10 @@ def generation_config(args: argparse.Namespace):
     from gptlab.generation import GenerationConfig
 
     stops = tuple(s.encode().decode("unicode_escape") for s in args.stop)
+    strategy = args.strategy or ("greedy" if args.instruction is not None else "sample")
     return GenerationConfig(
         max_new_tokens=args.max_new_tokens,
-        strategy="greedy" if args.greedy else args.strategy,
+        strategy="greedy" if args.greedy else strategy,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
@@ -183,6 +203,34 @@ def generation_config(args: argparse.Namespace):
         seed=args.seed,
         overflow=args.overflow,
     )
+
+
+def _instruction(args, model, tokenizer, info, base) -> int:
+    """The response of an instruction run to --instruction (and --input), in the prompt format it
+    was trained with, cut at its end-of-text or at the next "###" header it starts."""
+    from gptlab.data.instructions import Instruction, alpaca_prompt
+    from gptlab.errors import ConfigError
+    from gptlab.runs import run_task
+
+    # Only instruction runs: any other model would get a prompt it was never trained on, and
+    # answer it as text to continue. --prompt with the formatted text does that on purpose.
+    if run_task(info.get("config", {})) != "instruct":
+        raise ConfigError(
+            f"{args.model} is not an instruction run: --instruction needs one (make it with "
+            f"`gptlab finetune instruct {args.model} --out RUN`), or write the prompt with --prompt"
+        )
+    prompt_format = info["config"].get("data", {}).get("prompt_format", "alpaca")
+    if prompt_format != "alpaca":
+        raise ConfigError(
+            f"{args.model} was trained with prompt format {prompt_format!r}, unknown here"
+        )
+    prompt = alpaca_prompt(Instruction(args.instruction, args.input or "", ""))
+    config = _replace(base, stop=(*base.stop, "###"))
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            _print_header(f"sample {i + 1} of {args.num_samples}")
+        _stream_one(model, tokenizer, prompt, _replace(config, seed=args.seed + i), echo=False)
+    return 0
 
 
 def compare_configs(base) -> list[tuple[str, object]]:
@@ -212,7 +260,7 @@ def _print_header(label: str) -> None:
     print(f"\n----- {label} -----", flush=True)
 
 
-def _stream_one(model, tokenizer, prompt: str, config) -> None:
+def _stream_one(model, tokenizer, prompt: str, config, echo: bool = True) -> None:
     import warnings
 
     from gptlab.generation import stream
@@ -221,7 +269,8 @@ def _stream_one(model, tokenizer, prompt: str, config) -> None:
     warnings.showwarning = lambda message, *rest, **kw: print(
         f"\ngptlab sample: {message}", file=sys.stderr
     )
-    sys.stdout.write(prompt)
+    if echo:
+        sys.stdout.write(prompt)
     for piece in stream(model, tokenizer, prompt, config):
         sys.stdout.write(piece)
         sys.stdout.flush()

@@ -1,0 +1,263 @@
+"""`gptlab finetune instruct`: teach a pretrained GPT to follow instructions (Alpaca prompts)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from gptlab.errors import ConfigError
+
+INSTRUCT_EXAMPLES = """\
+examples:
+  gptlab finetune instruct gpt2-medium --data instruction-data --out runs/instruct  # the reference
+  gptlab finetune instruct runs/gpt2-mini --data my-tasks.jsonl --epochs 3 --train-on-prompt
+  gptlab finetune instruct gpt2 --data conversations.jsonl --format chat --out runs/chat
+  gptlab finetune instruct --resume runs/instruct --max-iters 500
+then:
+  gptlab sample runs/instruct --instruction "Rewrite the sentence in passive voice." \\
+      --input "The chef cooks the meal every day."
+  gptlab eval runs/instruct                      # response-only loss on the test split
+"""
+
+# The reference recipe (Raschka 2024, chapter 7): batch 8, AdamW at 5e-5 with weight decay 0.1,
+# two epochs over the whole model. The short warmup and cosine are gptlab's, as for classify.
+INSTRUCT_DEFAULTS = dict(
+    batch_size=8,
+    lr=5e-5,
+    min_lr=5e-6,
+    warmup_iters=20,
+    weight_decay=0.1,
+    beta2=0.999,
+    eval_interval=50,
+    log_interval=10,
+)
+EPOCHS = 2.0
+# The validation loss is over the whole split, not eval_iters batches of it.
+UNUSED_TRAIN_FIELDS = ("eval_iters",)
+
+
+def add_instruct_parser(tasks) -> None:
+    """`finetune instruct`, a task of `gptlab finetune` (registered by commands/finetune.py)."""
+    from gptlab.commands.train import add_field_flag
+    from gptlab.data.instructions import FORMATS
+    from gptlab.training.config import TrainConfig
+
+    S = argparse.SUPPRESS  # flags not given stay out of the namespace: the defaults layer
+    parser = tasks.add_parser(
+        "instruct",
+        help="an instruction follower: Alpaca prompts, loss on the responses",
+        description="Fine-tune every weight of a pretrained GPT on instruction / input / output "
+        "examples written as Alpaca prompts, the loss on the response and its end-of-text only "
+        "(unless --train-on-prompt). The data is split as the published reference does: the "
+        "file's first 85% train, the next 10% test, the rest validate.",
+        epilog=INSTRUCT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        help="the pretrained model: a run directory, a Hugging Face GPT-2 folder or a name (gpt2, ...)",
+    )
+    parser.add_argument(
+        "--data",
+        default=S,
+        help="instruction-data, or a .json/.jsonl file (default instruction-data)",
+    )
+    parser.add_argument(
+        "--out", default=S, help="run directory to create (default runs/instruct-<data>)"
+    )
+    parser.add_argument(
+        "--resume", default=S, metavar="RUN_DIR", help="continue the run in RUN_DIR"
+    )
+    parser.add_argument(
+        "--format",
+        default=S,
+        choices=FORMATS,
+        help="the file's entries: alpaca {instruction, input, output}, or chat {messages: "
+        "[system?, user, assistant]} (default alpaca)",
+    )
+    parser.add_argument(
+        "--train-on-prompt",
+        default=S,
+        action="store_true",
+        help="learn the prompt's tokens too, not only the response's",
+    )
+    parser.add_argument(
+        "--epochs",
+        default=S,
+        type=float,
+        help=f"passes over the training split (default {EPOCHS:g}); --max-iters overrides",
+    )
+    parser.add_argument(
+        "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
+    )
+    train = parser.add_argument_group("training")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name not in UNUSED_TRAIN_FIELDS:
+            add_field_flag(train, field, TrainConfig, INSTRUCT_DEFAULTS)
+    parser.set_defaults(run=run_instruct, command="finetune instruct")
+
+
+def run_instruct(args: argparse.Namespace) -> int:
+    settings = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("run", "command", "no_tensorboard") and value is not None
+    }
+    if "resume" in settings:
+        if "model" in settings:
+            raise ConfigError("give MODEL or --resume RUN_DIR, not both")
+    elif "model" not in settings:
+        raise ConfigError("name the pretrained MODEL to fine-tune (e.g. gpt2, or a run directory)")
+    return _instruct(settings, tensorboard=not args.no_tensorboard)
+
+
+def _instruct(settings: dict, tensorboard: bool) -> int:
+    import torch
+
+    from gptlab.data.instructions import padding_report
+    from gptlab.device import resolve_device
+    from gptlab.pretrained import load_model
+    from gptlab.runs import build_model, read_run_config, run_task, write_run_config
+    from gptlab.tasks.instruction import InstructionSpec, evaluator, prepare_data, response_loss
+    from gptlab.tokenizers import load_tokenizer
+    from gptlab.training.callbacks import standard_callbacks
+    from gptlab.training.checkpoint import (
+        MODEL_FILE,
+        STATE_FILE,
+        TOKENIZER_DIR,
+        load_trainer_state,
+        load_weights,
+    )
+    from gptlab.training.config import TrainConfig
+    from gptlab.training.distributed import init_from_env, shutdown
+    from gptlab.training.trainer import Trainer
+
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_over = {key: value for key, value in settings.items() if key in train_keys}
+    rest = {key: value for key, value in settings.items() if key not in train_keys}
+    data_over = {key: rest.pop(key) for key in ("data", "format", "train_on_prompt") if key in rest}
+    if "resume" in rest:
+        run_dir = Path(rest.pop("resume"))
+        saved = read_run_config(run_dir)
+        if run_task(saved) != "instruct":
+            raise ConfigError(
+                f"{run_dir} is not an instruction run: resume it with its own command"
+            )
+        if data_over or set(rest) - {"epochs"}:
+            raise ConfigError(
+                "--resume continues a run as it was: only training settings (e.g. --max-iters) may change"
+            )
+        spec = InstructionSpec.from_dict(saved["data"])
+        finetune = saved["finetune"]
+        epochs = rest.get("epochs", finetune["epochs"])
+        train_values = {**saved["train"], **train_over}
+        model = build_model(saved)
+        tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
+        base = saved["base"]
+    else:
+        spec = InstructionSpec(**data_over)
+        run_dir = Path(rest.get("out", f"runs/instruct-{Path(spec.data).stem}"))
+        if (run_dir / STATE_FILE).exists():
+            raise ConfigError(
+                f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out"
+            )
+        epochs = rest.get("epochs", EPOCHS)
+        if epochs <= 0:
+            raise ConfigError(f"--epochs must be positive, got {epochs}")
+        finetune = {"train": "all", "epochs": epochs}
+        train_values = {**INSTRUCT_DEFAULTS, **train_over}
+        model, tokenizer, info = load_model(rest["model"], task="lm")
+        base = {"source": info["source"], "kind": info["kind"]}
+
+    probe = TrainConfig(**{**train_values, "max_iters": 1})  # validated before the data is read
+    if tokenizer.eos_id is None:
+        raise ConfigError("instruction tuning needs a tokenizer with an end-of-text token")
+    context = model.config.context_length
+    data = prepare_data(spec, tokenizer, context)
+    pad_id = tokenizer.eos_id  # any id would do: padded positions have no target
+
+    device = resolve_device(probe.device)
+    group = init_from_env(device.type)
+    if group.enabled and device.type == "cuda":
+        device = torch.device("cuda", group.local_rank)
+    batches = data.batches(
+        "train",
+        probe.batch_size,
+        pad_id,
+        seed=probe.seed,
+        micro_batches_per_step=probe.grad_accum * group.world_size,
+    )
+    # A run's length is --max-iters, else --epochs; a resumed run keeps the length it was
+    # started with unless one of them is given again.
+    if "max_iters" not in train_over and ("resume" not in settings or "epochs" in rest):
+        train_values["max_iters"] = batches.steps_for(epochs)
+    train_cfg = TrainConfig(**train_values)
+    has_val = len(data.splits["val"]) > 0
+    val_batches = data.batches("val", train_cfg.batch_size, pad_id) if has_val else None
+
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(run_dir / TOKENIZER_DIR)
+        sizes = {split: len(examples) for split, examples in data.splits.items()}
+        write_run_config(
+            run_dir,
+            model.config,
+            train_cfg.to_dict(),
+            {**spec.to_dict(), "sizes": sizes},
+            task="instruct",
+            finetune={**finetune, "epochs": epochs},
+            base=base,
+        )
+    torch.manual_seed(train_cfg.seed)  # dropout's draws
+    trainer = Trainer(
+        model,
+        train_cfg,
+        train_batch=lambda step, index: batches.train_batch(step, index, device),
+        device=device,
+        evaluator=evaluator(val_batches, device) if has_val else None,
+        callbacks=standard_callbacks(
+            run_dir, is_main=group.is_main, tensorboard=tensorboard, patience=train_cfg.patience
+        ),
+        group=group,
+    )
+    if "resume" in settings:
+        trainer.load_state_dict(load_trainer_state(run_dir / STATE_FILE))
+    if group.is_main:
+        counts = ", ".join(f"{split} {len(examples):,}" for split, examples in data.splits.items())
+        cut = (f", {data.truncated:,} cut to {context} tokens" if data.truncated else "") + (
+            f", {data.dropped:,} left out (the prompt fills the context)" if data.dropped else ""
+        )
+        learned = "prompts and responses" if spec.train_on_prompt else "responses only"
+        padding = padding_report(data.splits["train"].lengths, batches.batch_size, probe.seed)
+        print(
+            f"instruction-tuning {base['source']} on {device} ({trainer.dtype}), loss on {learned}; "
+            f"{spec.data}: {counts} examples{cut}; {train_cfg.max_iters} steps "
+            f"({epochs:g} epochs of {batches.batches_per_epoch} batches, bucketed by length: "
+            f"{padding['bucketed']:,} padding tokens an epoch, not {padding['pad_to_longest']:,}) "
+            f"-> {run_dir}",
+            file=sys.stderr,
+        )
+    started = time.perf_counter()
+    try:
+        trainer.fit()
+    finally:
+        shutdown(group)
+    if not group.is_main:
+        return 0
+    load_weights(model, run_dir / MODEL_FILE)
+    lines = [
+        f"{split} loss {response_loss(model, data.batches(split, train_cfg.batch_size, pad_id), device, trainer.autocast)['loss']:.4f}"
+        for split in ("val", "test")
+        if len(data.splits[split])
+    ]
+    print(
+        f"done: {trainer.step} steps, {time.perf_counter() - started:.1f} s; best checkpoint: "
+        f"{'; '.join(lines) or 'no evaluation split'}; run directory {run_dir}",
+        file=sys.stderr,
+    )
+    return 0
