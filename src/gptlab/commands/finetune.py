@@ -22,6 +22,14 @@ then:
   gptlab classify runs/spam "You won a prize! Call now"
 """
 
+FINETUNE_EXAMPLES = """\
+examples:
+  gptlab finetune classify gpt2 --data sms-spam --out runs/spam
+  gptlab finetune lm runs/gpt2-mini --data poetry/whitman --out runs/whitman
+  gptlab finetune instruct gpt2-medium --data instruction-data --out runs/instruct
+Run `gptlab finetune TASK --help` for a task's options.
+"""
+
 # The reference recipe (Raschka 2024, chapter 6): batch 8, AdamW at 5e-5 with weight decay 0.1,
 # five epochs. A short warmup and a cosine to a tenth keep the first steps of a new, random head
 # from shaking the pretrained body.
@@ -50,9 +58,11 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "finetune",
-        help="fine-tune a pretrained GPT (classify)",
+        help="fine-tune a pretrained GPT: classify, lm (a new corpus), instruct",
         description="Fine-tune a pretrained GPT for a task. Each task writes a run directory that "
         "gptlab eval, export and the task's own command read.",
+        epilog=FINETUNE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tasks = parser.add_subparsers(title="tasks", metavar="TASK", parser_class=type(parser))
     parser.set_defaults(run=lambda args: parser.print_help() or 2, command="finetune")
