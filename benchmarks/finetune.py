@@ -117,7 +117,9 @@ def instruct(base_spec: str, device, out: Path, epochs: float, extra: list[str])
         print(f"| {name} | {r['loss']:.4f} | {r['perplexity']:.2f} | {r['tokens']:,} |", flush=True)
 
 
-def speed(base_model, tokenizer, device, steps: int, batch_size: int) -> None:
+def speed(base_model, tokenizer, device, steps: int | None, batch_size: int) -> None:
+    """Time `steps` (default: one epoch) after a whole epoch of warm-up: bucketed batches come in
+    many lengths, and each new shape costs a first time (allocator, kernel choice) in both."""
     data = prepare_data(InstructionSpec(), tokenizer, base_model.config.context_length)
     train = data.splits["train"]
     report = padding_report(train.lengths, batch_size)
@@ -132,10 +134,16 @@ def speed(base_model, tokenizer, device, steps: int, batch_size: int) -> None:
     missing, unexpected = peer.load_state_dict(state_dict_to_hf(state), strict=False)
     assert not unexpected and all(name.endswith("lm_head.weight") for name in missing), missing
     models = {"gptlab": base_model, "transformers": HFLanguageModel(peer)}
+    batches = data.batches("train", batch_size, tokenizer.eos_id, seed=0)
+    warmup = batches.batches_per_epoch
+    steps = steps or batches.batches_per_epoch
     config = TrainConfig(
-        max_iters=steps + 5, batch_size=batch_size, lr=5e-5, device=str(device), eval_interval=0
+        max_iters=warmup + steps,
+        batch_size=batch_size,
+        lr=5e-5,
+        device=str(device),
+        eval_interval=0,
     )
-    batches = data.batches("train", batch_size, tokenizer.eos_id, seed=config.seed)
     trainers = {
         name: Trainer(
             model,
@@ -147,7 +155,7 @@ def speed(base_model, tokenizer, device, steps: int, batch_size: int) -> None:
     }
     seconds = {name: [] for name in models}
     tokens = 0
-    for step in range(steps + 5):
+    for step in range(warmup + steps):
         epoch, k = divmod(step, batches.batches_per_epoch)
         real = int(sum(train.lengths[i] for i in batches.epoch_batches(epoch)[k]))
         for name, trainer in trainers.items():
@@ -156,13 +164,13 @@ def speed(base_model, tokenizer, device, steps: int, batch_size: int) -> None:
             start = time.perf_counter()
             trainer.train_step(config.lr)
             _sync(device)
-            if step >= 5:
+            if step >= warmup:
                 seconds[name].append(time.perf_counter() - start)
-        if step >= 5:
+        if step >= warmup:
             tokens += real
     mine, theirs = (sum(seconds[name]) for name in models)
     print(
-        f"\ninstruction fine-tuning step, batch {batch_size}, {steps} steps after 5 warm-up "
+        f"\ninstruction fine-tuning step, batch {batch_size}, {steps} steps after {warmup} of warm-up "
         f"({device}, {'bf16 autocast' if device.type == 'cuda' else 'float32'}), real tokens only:"
     )
     print("| model | tokens/s | median ms/step |\n|---|---:|---:|")
@@ -185,7 +193,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--only", default=",".join(PARTS), help=f"parts: {', '.join(PARTS)}")
     parser.add_argument("--epochs", type=float, default=2.0, help="instruction epochs (default 2)")
-    parser.add_argument("--timing-steps", type=int, default=50)
+    parser.add_argument("--timing-steps", type=int, help="default: one epoch, after one of warm-up")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="a few steps of each: a smoke run")
     parser.add_argument(
