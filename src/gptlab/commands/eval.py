@@ -130,33 +130,53 @@ def _classifier(args, model, tokenizer, info, device) -> int:
 def _instruction(args, model, tokenizer, info, device) -> int:
     """An instruction run's loss on the response tokens (and their end-of-text), and its
     perplexity, on a split of its data or on every entry of --data."""
-    from gptlab.data.instructions import InstructionBatches, encode_instructions, load_instructions
-    from gptlab.errors import ConfigError
-    from gptlab.tasks.instruction import InstructionSpec, prepare_data, response_loss
+    from gptlab.tasks.instruction import InstructionSpec
 
     spec = InstructionSpec.from_dict(info["config"].get("data", {}))
-    context = model.config.context_length
-    if args.data:
-        entries = load_instructions(args.data, spec.format)
-        examples = encode_instructions(entries, tokenizer, context, spec.train_on_prompt)
-        source = f"{args.data} (every entry)"
-    else:
-        examples = prepare_data(spec, tokenizer, context).splits[args.split]
-        source = f"{spec.data} ({args.split} split)"
-    if not len(examples):
-        raise ConfigError(f"{source} has no examples to evaluate")
-    batches = InstructionBatches(examples, args.batch_size, tokenizer.eos_id)
-    result = response_loss(model, batches, device)
-    learned = "prompt and response" if spec.train_on_prompt else "response"
-    result.update(data=source, examples=len(examples), targets=learned)
+    result = instruction_report(
+        model, tokenizer, spec, device, args.split, args.data, args.batch_size
+    )
     if args.json:
         print(json.dumps(result))
     else:
         print(
-            f"{source}: {learned} loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} "
-            f"over {result['tokens']:,} tokens of {len(examples):,} examples"
+            f"{result['data']}: {result['targets']} loss {result['loss']:.4f}, "
+            f"perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens of "
+            f"{result['examples']:,} examples"
         )
     return 0
+
+
+def instruction_report(
+    model,
+    tokenizer,
+    spec,
+    device,
+    split: str = "test",
+    data: str | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """The loss (`response_loss`) of a language model on a split of the instructions `spec`
+    (an InstructionSpec) names, or on every entry of the file `data`; its "data" says which."""
+    from gptlab.data.instructions import InstructionBatches, encode_instructions, load_instructions
+    from gptlab.errors import ConfigError
+    from gptlab.tasks.instruction import prepare_data, response_loss
+
+    context = model.config.context_length
+    if data:
+        entries = load_instructions(data, spec.format)
+        examples = encode_instructions(entries, tokenizer, context, spec.train_on_prompt)
+        source = f"{data} (every entry)"
+    else:
+        examples = prepare_data(spec, tokenizer, context).splits[split]
+        source = f"{spec.data} ({split} split)"
+    if not len(examples):
+        raise ConfigError(f"{source} has no examples to evaluate")
+    batches = InstructionBatches(examples, batch_size, tokenizer.eos_id)
+    result = response_loss(model, batches, device)
+    learned = "prompt and response" if spec.train_on_prompt else "response"
+    result.update(data=source, examples=len(examples), targets=learned)
+    return result
 
 
 def classifier_report(

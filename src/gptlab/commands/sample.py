@@ -208,6 +208,22 @@ def generation_config(args: argparse.Namespace):
 def _instruction(args, model, tokenizer, info, base) -> int:
     """The response of an instruction run to --instruction (and --input), in the prompt format it
     was trained with, cut at its end-of-text or at the next "###" header it starts."""
+    prompt = instruction_prompt(args.model, info, args.instruction, args.input or "")
+    config = _replace(base, stop=(*base.stop, INSTRUCTION_STOP))
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            _print_header(f"sample {i + 1} of {args.num_samples}")
+        _stream_one(model, tokenizer, prompt, _replace(config, seed=args.seed + i), echo=False)
+    return 0
+
+
+# An instruction run's response ends where it starts the next header of its prompt format.
+INSTRUCTION_STOP = "###"
+
+
+def instruction_prompt(spec: str, info: dict, instruction: str, input: str = "") -> str:
+    """The prompt an instruction run (loaded from `spec`, described by `info`) was trained with,
+    around `instruction` and `input`."""
     from gptlab.data.instructions import Instruction, alpaca_prompt
     from gptlab.errors import ConfigError
     from gptlab.runs import run_task
@@ -216,21 +232,13 @@ def _instruction(args, model, tokenizer, info, base) -> int:
     # answer it as text to continue. --prompt with the formatted text does that on purpose.
     if run_task(info.get("config", {})) != "instruct":
         raise ConfigError(
-            f"{args.model} is not an instruction run: --instruction needs one (make it with "
-            f"`gptlab finetune instruct {args.model} --out RUN`), or write the prompt with --prompt"
+            f"{spec} is not an instruction run: --instruction needs one (make it with "
+            f"`gptlab finetune instruct {spec} --out RUN`), or write the prompt with --prompt"
         )
     prompt_format = info["config"].get("data", {}).get("prompt_format", "alpaca")
     if prompt_format != "alpaca":
-        raise ConfigError(
-            f"{args.model} was trained with prompt format {prompt_format!r}, unknown here"
-        )
-    prompt = alpaca_prompt(Instruction(args.instruction, args.input or "", ""))
-    config = _replace(base, stop=(*base.stop, "###"))
-    for i in range(args.num_samples):
-        if args.num_samples > 1:
-            _print_header(f"sample {i + 1} of {args.num_samples}")
-        _stream_one(model, tokenizer, prompt, _replace(config, seed=args.seed + i), echo=False)
-    return 0
+        raise ConfigError(f"{spec} was trained with prompt format {prompt_format!r}, unknown here")
+    return alpaca_prompt(Instruction(instruction, input, ""))
 
 
 def compare_configs(base) -> list[tuple[str, object]]:
