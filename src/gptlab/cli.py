@@ -14,7 +14,18 @@ import sys
 from gptlab.errors import GptlabError
 
 # The order here is the order of `gptlab --help`.
-COMMANDS = ["train", "finetune", "sample", "classify", "eval", "data", "convert", "viz", "demo"]
+COMMANDS = [
+    "train",
+    "finetune",
+    "sample",
+    "classify",
+    "eval",
+    "compare",
+    "data",
+    "convert",
+    "viz",
+    "demo",
+]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from gptlab.errors import DataError
 from gptlab.viz.figure import new_figure, save_png
 
@@ -85,3 +87,25 @@ def plot_curves(run: str | Path, out: str | Path, title: str | None = None) -> P
     source = Path(run)
     figure.suptitle(title or f"training curves of {source.name if source.is_dir() else source}")
     return save_png(figure, out)
+
+
+def loss_comparison(runs: dict[str, Path]) -> Figure:
+    """The train and val loss of several runs against the step, on one axes: a colour a run,
+    the noisy train loss thin, the validation loss with its evaluations marked."""
+    figure = new_figure(10, 5)
+    axes = figure.subplots()
+    for colour, (name, run) in enumerate(runs.items()):
+        records = read_metrics(run)
+        for split, style in (
+            ("train", dict(alpha=0.5, linewidth=1)),
+            ("val", dict(marker="o", linewidth=2)),
+        ):
+            steps, losses = series(records, split, "loss")
+            if steps:
+                axes.plot(steps, losses, color=f"C{colour}", label=f"{name} {split}", **style)
+    axes.set_xlabel("step (each run counts its own)")
+    axes.set_ylabel("cross-entropy loss")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.suptitle("training curves")
+    return figure

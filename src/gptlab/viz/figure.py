@@ -32,6 +32,15 @@ def save_png(figure: Figure, out: str | Path) -> Path:
     return out
 
 
+def png_bytes(figure: Figure) -> bytes:
+    """`figure` as the bytes of a PNG file, for a page that embeds it or a writer of its own."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=DPI, format="png")
+    return buffer.getvalue()
+
+
 def display_token(token: str) -> str:
     """A token as a label that can be read: whitespace and control characters made visible."""
     visible = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
