@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli_finetune_instruct import BODY, answering_model, here, write_run
 
 from gptlab.config import ClassifierConfig, GPTConfig
 from gptlab.demo import render
@@ -65,6 +66,14 @@ def write_tiny_classifier_run(run_dir: Path, data: dict | None = None, seed: int
     )
     tokenizer.save(run_dir / "tokenizer")
     return run_dir
+
+
+def write_tiny_instruction_run(run_dir: Path, model: GPT | None = None) -> Path:
+    """An instruction run as `gptlab finetune instruct` writes one, on GPT-2's tokenizer (the
+    Alpaca prompt needs more than the tiny corpus's characters): an untrained 2-layer model,
+    or `model`."""
+    torch.manual_seed(0)
+    return write_run(run_dir, model or GPT(BODY), task="instruct")
 
 
 def free_port() -> int:
@@ -532,6 +541,70 @@ def test_generating_with_a_classifier_says_to_use_the_classify_tab(app, classifi
         list(app.generate(str(classifier_run), "To be", *generation_controls()))
     chart = app.explore(str(classifier_run), "To be", 0.8, 40, 0.9, 1.0, 12)
     assert "use the Classify tab" in chart and "ntx-row" not in chart
+
+
+# ---- the Instruct tab ----
+
+
+@pytest.fixture(scope="module")
+def instruction_run(tmp_path_factory) -> Path:
+    return write_tiny_instruction_run(tmp_path_factory.mktemp("runs") / "instruct")
+
+
+def test_instruct_streams_what_sample_instruction_greedy_prints(app, instruction_run):
+    instruction, input = "Name the colour.", "item 3"
+    pieces = list(
+        app.instruct(
+            str(instruction_run),
+            instruction,
+            input,
+            *generation_controls(strategy="greedy", max_new_tokens=12),
+        )
+    )
+    assert pieces[0] == "" and all(b.startswith(a) for a, b in zip(pieces, pieces[1:]))
+    stdout, _ = here(
+        "sample", instruction_run, "--instruction", instruction, "--input", input,
+        "--greedy", "--max-new-tokens", 12, "--device", "cpu",
+    )  # fmt: skip
+    assert pieces[-1] and stdout == pieces[-1] + "\n"
+
+
+@pytest.mark.parametrize("end", ["###", None], ids=["header", "end-of-text"])
+def test_instruct_ends_the_response_at_a_header_or_end_of_text(app, tmp_path, end):
+    spec = str(write_tiny_instruction_run(tmp_path / "answering", answering_model(end)))
+    controls = generation_controls(strategy="greedy", max_new_tokens=20)
+    *_, response = app.instruct(spec, "Name the capital of France.", "", *controls)
+    assert response == "Paris"
+
+
+@pytest.mark.parametrize("instruction", ["", "  \n", None])
+def test_instruct_refuses_an_empty_instruction(app, instruction_run, instruction):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="the instruction is empty"):
+        list(app.instruct(str(instruction_run), instruction, "item 3", *generation_controls()))
+
+
+def test_instruct_with_another_model_says_it_needs_an_instruction_run(app, tiny_run):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="is not an instruction run: this tab needs one"):
+        list(app.instruct(str(tiny_run), "Say hi.", "", *generation_controls()))
+    help_line, tabs = app.instruct_help(str(tiny_run))
+    assert f"`gptlab finetune instruct {tiny_run} --data instruction-data" in help_line
+    assert tabs == gr.skip()
+
+
+def test_an_instruction_run_selects_the_instruct_tab_and_says_what_it_is(app, instruction_run):
+    help_line, tabs = app.instruct_help(str(instruction_run))
+    assert tabs.selected == "instruct" and "`###`" in help_line
+    assert "instruction run" in app.model(str(instruction_run)).description
+    assert "instruction run" not in app.model(str(app.default)).description
+
+
+def test_generate_continues_an_instruction_runs_prompt_as_a_language_model(app, instruction_run):
+    *_, text = app.generate(str(instruction_run), "Hello", *generation_controls(max_new_tokens=4))
+    assert text
 
 
 # ---- the command ----

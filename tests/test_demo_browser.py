@@ -1,7 +1,7 @@
 """The demo end to end in a real headless browser: Debian's chromium driven by playwright.
 
 The app serves a tiny untrained model (or the run named by GPTLAB_DEMO_MODEL, which is how
-docs/demo.png was made from a trained one). Skips, saying why, where chromium or playwright
+docs/demo.png was made from a trained one); a second app serves a tiny instruction run. Skips, saying why, where chromium or playwright
 is missing: `.ci/install-browser.sh` installs chromium.
 """
 
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_demo import free_port, write_tiny_run
+from test_demo import free_port, write_tiny_instruction_run, write_tiny_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and quiet: without the background-networking flags chromium keeps trying to reach
@@ -47,20 +47,30 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def demo_url(tmp_path_factory):
+def served(spec: str):
+    """The demo of `spec` served on a free port of this machine: its address, until closed."""
     from gptlab.demo.app import DemoApp, serve
     from gptlab.demo.models import ModelStore
     from gptlab.demo.settings import DemoLimits
 
-    spec = os.environ.get("GPTLAB_DEMO_MODEL") or str(
-        write_tiny_run(tmp_path_factory.mktemp("runs") / "tiny")
-    )
     page = DemoApp(ModelStore("cpu"), DemoLimits(), [spec], spec).build()
     port = free_port()
     serve(page, "127.0.0.1", port, block=False)
     yield f"http://127.0.0.1:{port}/"
     page.close()
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory):
+    spec = os.environ.get("GPTLAB_DEMO_MODEL") or str(
+        write_tiny_run(tmp_path_factory.mktemp("runs") / "tiny")
+    )
+    yield from served(spec)
+
+
+@pytest.fixture(scope="module")
+def instruct_url(tmp_path_factory):
+    yield from served(str(write_tiny_instruction_run(tmp_path_factory.mktemp("runs") / "instruct")))
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +141,16 @@ def test_a_bad_value_is_a_message_in_the_page(browser_page):
     page.locator("#generate").click()
     page.get_by_text("seed must be at least 0").first.wait_for()
     assert page.locator("#output textarea").input_value() == ""
+
+
+def test_an_instruction_run_opens_the_instruct_tab_which_streams_a_response(browser, instruct_url):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(instruct_url)
+    page.get_by_text("instruction run ·").first.wait_for()
+    page.locator("#instruct-help").get_by_text("Type an instruction").wait_for()
+    page.locator("#instruction textarea").fill("Name the colour.")
+    page.locator("#instruction-input textarea").fill("item 3")
+    page.locator("#answer").click()
+    page.wait_for_function("document.querySelector('#response textarea').value.length > 0")
+    page.close()

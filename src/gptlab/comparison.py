@@ -21,7 +21,6 @@ and generations are untrusted.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import json
 import re
@@ -192,16 +191,15 @@ def _same_tokenizer(a, b) -> bool:
 def generate_all(entrants: list[Entrant], prompts: list[str], config) -> list[list[str]]:
     """What each model writes after each prompt ([prompt][model]), all with `config` (its seed
     included); an instruction run gets the prompt as an instruction, in its prompt format."""
-    from gptlab.commands.sample import INSTRUCTION_STOP, instruction_prompt
     from gptlab.generation import generate_text
-    from gptlab.runs import run_task
+    from gptlab.tasks.instruction import instruction_prompt, is_instruction_run, response_config
 
     rows = [[] for _ in prompts]
     for e in entrants:
-        instruct = run_task(e.config) == "instruct"
-        settings = dataclasses.replace(config, stop=(*config.stop, INSTRUCTION_STOP))
+        instruct = is_instruction_run(e.info)
+        settings = response_config(config)
         for row, prompt in zip(rows, prompts, strict=True):
-            text = instruction_prompt(e.spec, e.info, prompt) if instruct else prompt
+            text = instruction_prompt(e.info, prompt) if instruct else prompt
             try:
                 row.append(
                     generate_text(e.model, e.tokenizer, [text], settings if instruct else config)[0]

@@ -208,37 +208,23 @@ def generation_config(args: argparse.Namespace):
 def _instruction(args, model, tokenizer, info, base) -> int:
     """The response of an instruction run to --instruction (and --input), in the prompt format it
     was trained with, cut at its end-of-text or at the next "###" header it starts."""
-    prompt = instruction_prompt(args.model, info, args.instruction, args.input or "")
-    config = _replace(base, stop=(*base.stop, INSTRUCTION_STOP))
+    from gptlab.errors import ConfigError
+    from gptlab.tasks.instruction import instruction_prompt, is_instruction_run, response_config
+
+    # Only instruction runs: any other model would get a prompt it was never trained on, and
+    # answer it as text to continue. --prompt with the formatted text does that on purpose.
+    if not is_instruction_run(info):
+        raise ConfigError(
+            f"{args.model} is not an instruction run: --instruction needs one (make it with "
+            f"`gptlab finetune instruct {args.model} --out RUN`), or write the prompt with --prompt"
+        )
+    prompt = instruction_prompt(info, args.instruction, args.input or "")
+    config = response_config(base)
     for i in range(args.num_samples):
         if args.num_samples > 1:
             _print_header(f"sample {i + 1} of {args.num_samples}")
         _stream_one(model, tokenizer, prompt, _replace(config, seed=args.seed + i), echo=False)
     return 0
-
-
-# An instruction run's response ends where it starts the next header of its prompt format.
-INSTRUCTION_STOP = "###"
-
-
-def instruction_prompt(spec: str, info: dict, instruction: str, input: str = "") -> str:
-    """The prompt an instruction run (loaded from `spec`, described by `info`) was trained with,
-    around `instruction` and `input`."""
-    from gptlab.data.instructions import Instruction, alpaca_prompt
-    from gptlab.errors import ConfigError
-    from gptlab.runs import run_task
-
-    # Only instruction runs: any other model would get a prompt it was never trained on, and
-    # answer it as text to continue. --prompt with the formatted text does that on purpose.
-    if run_task(info.get("config", {})) != "instruct":
-        raise ConfigError(
-            f"{spec} is not an instruction run: --instruction needs one (make it with "
-            f"`gptlab finetune instruct {spec} --out RUN`), or write the prompt with --prompt"
-        )
-    prompt_format = info["config"].get("data", {}).get("prompt_format", "alpaca")
-    if prompt_format != "alpaca":
-        raise ConfigError(f"{spec} was trained with prompt format {prompt_format!r}, unknown here")
-    return alpaca_prompt(Instruction(instruction, input, ""))
 
 
 def compare_configs(base) -> list[tuple[str, object]]:

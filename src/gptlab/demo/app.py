@@ -11,7 +11,9 @@ as a message. Every call that runs the model shares one concurrency group, so at
 started them.
 
 A classifier (from `gptlab finetune classify`) is served by the Classify tab; the generation
-controls say they need a language model, and the Classify tab that it needs a classifier.
+controls say they need a language model, and the Classify tab that it needs a classifier. An
+instruction run (from `gptlab finetune instruct`) is a language model that the Instruct tab
+also asks in the prompt format it was trained with; another model, the tab says, needs one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from gptlab.demo.models import LoadedModel, ModelStore  # noqa: E402
 from gptlab.demo.settings import (  # noqa: E402
     STRATEGY_CHOICES,
     DemoLimits,
+    checked_instruction,
     checked_prompt,
     checked_text,
     checked_text_to_classify,
@@ -43,6 +46,11 @@ from gptlab.errors import ConfigError, GptlabError  # noqa: E402
 from gptlab.generation import stream  # noqa: E402
 from gptlab.pretrained import is_classifier  # noqa: E402
 from gptlab.tasks.classification import max_text_tokens, predict_texts  # noqa: E402
+from gptlab.tasks.instruction import (  # noqa: E402
+    instruction_prompt,
+    is_instruction_run,
+    response_config,
+)
 
 EXAMPLE_PROMPTS = [
     "ROMEO:\n",
@@ -53,6 +61,7 @@ EXAMPLE_PROMPTS = [
 ]
 MODEL_GROUP = "model"  # the concurrency group of every call that runs the model
 CLASSIFY_TAB = "classify"  # the id of the Classify tab, which a loaded classifier selects
+INSTRUCT_TAB = "instruct"  # the id of the Instruct tab, which a loaded instruction run selects
 IS_A_CLASSIFIER = (
     "this model is a classifier: use the Classify tab (generating text needs a language model)"
 )
@@ -123,6 +132,13 @@ class DemoApp:
             raise ConfigError(needs_a_classifier(loaded.spec))
         return loaded
 
+    def instruction_run(self, spec) -> LoadedModel:
+        """The loaded model named by the picker, which must be an instruction run (to answer)."""
+        loaded = self.model(spec)
+        if not is_instruction_run(loaded.info):
+            raise ConfigError(needs_an_instruction_run(loaded))
+        return loaded
+
     def load(self, spec, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's way)
         """Model picker: load the model; its description, or why it failed, in the status line."""
         if not spec:
@@ -146,11 +162,7 @@ class DemoApp:
             loaded = self.language_model(spec)
             config = self._config(*controls)
             prompt = checked_prompt(prompt, self.limits, loaded.tokenizer)
-            text = ""
-            yield text
-            for piece in stream(loaded.model, loaded.tokenizer, prompt, config):
-                text += piece
-                yield text
+            yield from streamed_text(loaded, prompt, config)
 
     def compare(self, spec, prompt, *controls):
         """Compare button: the prompt decoded with settings A and B, streamed side by side.
@@ -211,6 +223,33 @@ class DemoApp:
                 raise ConfigError(f"not a token of this model: {token_id!r}")
             text = checked_text(text, "the text", self.limits.max_text_chars)
             return text + loaded.tokenizer.decode([token_id])
+
+    def instruct_help(self, spec):
+        """After a load: the Instruct tab's line about the model, and an instruction run's tab
+        selected (another model leaves the tabs as they are)."""
+        try:
+            loaded = self.model(spec)
+        except GptlabError:
+            return gr.skip(), gr.skip()  # the status line already says why
+        if not is_instruction_run(loaded.info):
+            return needs_an_instruction_run(loaded), gr.skip()
+        help_line = (
+            "Type an instruction, and an input when it is about one: the run is asked in the "
+            "prompt format it was trained with, and its response ends at its end-of-text or "
+            "at the next `###`. Decoding is set on the left (`gptlab sample --instruction` "
+            "decodes greedily unless told otherwise)."
+        )
+        return help_line, gr.Tabs(selected=INSTRUCT_TAB)
+
+    def instruct(self, spec, instruction, input, *controls):
+        """Answer button: an instruction run's response to the instruction (and input), streamed
+        as it comes: what `gptlab sample RUN --instruction ... --input ...` prints."""
+        with shown_in_page():
+            loaded = self.instruction_run(spec)
+            config = response_config(self._config(*controls))
+            instruction, input = checked_instruction(instruction, input, self.limits)
+            prompt = instruction_prompt(loaded.info, instruction, input)
+            yield from streamed_text(loaded, prompt, config)
 
     def classify_help(self, spec):
         """After a load: the Classify tab's line about the model, and a classifier's tab
@@ -273,7 +312,7 @@ class DemoApp:
                 "# gptlab demo\nType a prompt, choose how to decode, and watch the text "
                 "stream. Below the output, see how likely each new token was, and what the "
                 "model would say next. With a classifier, the Classify tab gives the class "
-                "of a text.",
+                "of a text; with an instruction run, the Instruct tab answers an instruction.",
                 elem_id="title",
             )
             with gr.Row(equal_height=True):
@@ -411,6 +450,34 @@ class DemoApp:
                                     interactive=False,
                                     elem_id="output-b",
                                 )
+                        with gr.Tab("Instruct", id=INSTRUCT_TAB):
+                            instruct_help = gr.Markdown(elem_id="instruct-help")
+                            instruction = gr.Textbox(
+                                label="Instruction",
+                                lines=2,
+                                max_lines=6,
+                                max_length=limits.max_prompt_chars,
+                                elem_id="instruction",
+                            )
+                            instruction_input = gr.Textbox(
+                                label="Input (optional)",
+                                info="what the instruction is about, if anything",
+                                lines=2,
+                                max_lines=6,
+                                max_length=limits.max_prompt_chars,
+                                elem_id="instruction-input",
+                            )
+                            with gr.Row():
+                                answer = gr.Button("Answer", variant="primary", elem_id="answer")
+                                stop_answer = gr.Button("Stop", variant="stop")
+                            response = gr.Textbox(
+                                label="Response",
+                                lines=5,
+                                max_lines=12,
+                                interactive=False,
+                                autoscroll=True,
+                                elem_id="response",
+                            )
                         with gr.Tab("Classify", id=CLASSIFY_TAB):
                             classify_help = gr.Markdown(elem_id="classify-help")
                             classify_text = gr.Textbox(
@@ -425,6 +492,7 @@ class DemoApp:
                             classify_note = gr.Markdown(elem_id="classify-note")
 
             shared = [repetition_penalty, max_new_tokens, seed, beams]
+            decoding = [strategy, temperature, top_k, top_p, *shared]  # the left column
             explorer_inputs = [model, text, temperature, top_k, top_p, repetition_penalty, rows]
             in_group = dict(concurrency_id=MODEL_GROUP, concurrency_limit=limits.concurrency)
             quietly = dict(in_group, show_progress="hidden", trigger_mode="always_last")
@@ -436,6 +504,13 @@ class DemoApp:
             ):
                 event.then(self.explore, explorer_inputs, [chart], **quietly)
                 event.then(
+                    self.instruct_help,
+                    [model],
+                    [instruct_help, tabs],
+                    api_visibility="private",
+                    **quietly,
+                )
+                event.then(
                     self.classify_help,
                     [model],
                     [classify_help, tabs],
@@ -446,7 +521,7 @@ class DemoApp:
 
             generating = generate.click(
                 self.generate,
-                [model, prompt, strategy, temperature, top_k, top_p, *shared],
+                [model, prompt, *decoding],
                 [output],
                 api_name="generate",
                 **in_group,
@@ -473,6 +548,15 @@ class DemoApp:
                 **in_group,
             )
             stop_compare.click(None, cancels=[comparing])
+
+            answering = answer.click(
+                self.instruct,
+                [model, instruction, instruction_input, *decoding],
+                [response],
+                api_name="instruct",
+                **in_group,
+            )
+            stop_answer.click(None, cancels=[answering])
 
             classify.click(
                 self.classify,
@@ -532,6 +616,26 @@ def needs_a_classifier(spec: str) -> str:
         f"`gptlab finetune classify {spec} --data sms-spam --out runs/spam`, then choose "
         "runs/spam above."
     )
+
+
+def needs_an_instruction_run(loaded: LoadedModel) -> str:
+    """What the Instruct tab says of another model: how to make an instruction run."""
+    # A classifier cannot be the base of an instruction run: name a language model instead.
+    base = "gpt2" if is_classifier(loaded.model) else loaded.spec
+    return (
+        f"{loaded.spec} is not an instruction run: this tab needs one. Fine-tune one with "
+        f"`gptlab finetune instruct {base} --data instruction-data --out runs/instruct`, then "
+        "choose runs/instruct above."
+    )
+
+
+def streamed_text(loaded: LoadedModel, prompt: str, config):
+    """The text of a generation as it grows: empty first, then longer with each piece."""
+    text = ""
+    yield text
+    for piece in stream(loaded.model, loaded.tokenizer, prompt, config):
+        text += piece
+        yield text
 
 
 def show_beams(strategy):

@@ -2,7 +2,7 @@
 
 A model is named by a *spec*, the text of the page's model picker: a run directory, a GPT-2
 name such as `gpt2`, or a Hugging Face folder. `load_model_spec` is the one place that turns a
-spec into a model (a language model, or a classifier); `ModelStore` keeps the few most recently
+spec into a model (a language model, an instruction run, or a classifier); `ModelStore` keeps the few most recently
 used, loading each at most once however many requests ask for it at the same time.
 """
 
@@ -38,20 +38,23 @@ def load_model_spec(spec: str, device) -> tuple[object, object, dict]:
     return model.eval(), tokenizer, info
 
 
-def describe(spec: str, model, tokenizer) -> str:
+def describe(spec: str, model, tokenizer, info: dict) -> str:
     """One line about a loaded model: `runs/x · 0.8M parameters · 4 layers · context 64 · ...`,
-    and a classifier's classes."""
+    and what task it does when it is not a plain language model (a classifier's classes)."""
     from gptlab.pretrained import is_classifier
+    from gptlab.tasks.instruction import is_instruction_run
 
     c = model.config  # a classifier's is its body's
-    classes = ""
-    if is_classifier(model):
+    task = ""
+    if is_instruction_run(info):
+        task = "instruction run · "
+    elif is_classifier(model):
         labels = model.head.labels
         shown = ", ".join(labels[:CLASSES_SHOWN])
         more = f" and {len(labels) - CLASSES_SHOWN} more" if len(labels) > CLASSES_SHOWN else ""
-        classes = f"classifier: {shown}{more} · "
+        task = f"classifier: {shown}{more} · "
     return (
-        f"**{spec}** · {classes}{model.num_params() / 1e6:.2f}M parameters · "
+        f"**{spec}** · {task}{model.num_params() / 1e6:.2f}M parameters · "
         f"{c.n_layer} layers · context {c.context_length} tokens · {tokenizer.kind} tokenizer "
         f"({tokenizer.vocab_size:,} tokens) · {next(model.parameters()).device}"
     )
@@ -122,7 +125,9 @@ class ModelStore:
                     return self._models[spec]
             try:
                 model, tokenizer, info = self.loader(spec, self.device)
-                loaded = LoadedModel(spec, model, tokenizer, describe(spec, model, tokenizer), info)
+                loaded = LoadedModel(
+                    spec, model, tokenizer, describe(spec, model, tokenizer, info), info
+                )
                 with self._lock:
                     self._models[spec] = loaded
                     while len(self._models) > self.capacity:

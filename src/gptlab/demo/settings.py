@@ -147,6 +147,15 @@ def checked_text_to_classify(text, limits: DemoLimits) -> str:
     return text
 
 
+def checked_instruction(instruction, input, limits: DemoLimits) -> tuple[str, str]:
+    """The instruction (not empty) and its input (empty when there is none), each within the
+    prompt's length limit."""
+    instruction = checked_text(instruction, "the instruction", limits.max_prompt_chars)
+    if not instruction.strip():
+        raise ConfigError("the instruction is empty: type what the model should do")
+    return instruction, checked_text(input, "the input", limits.max_prompt_chars)
+
+
 def usable_prompts(tokenizer, prompts: list[str]) -> list[str]:
     """The prompts this tokenizer can encode (a character model knows only its corpus's)."""
     usable = []

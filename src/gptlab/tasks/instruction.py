@@ -8,7 +8,8 @@
 The model is a plain GPT: a batch is (idx, targets) with IGNORE_INDEX on the prompt, so the
 Trainer's default loss is the response-only loss. A run directory of this task stores its
 `InstructionSpec` in config.json's "data", so `gptlab eval` and `gptlab sample` rebuild the
-split and the prompt it was trained with.
+split and the prompt it was trained with; `instruction_prompt` and `response_config` are how
+`gptlab sample --instruction` and the demo's Instruct tab ask it.
 """
 
 from __future__ import annotations
@@ -26,15 +27,21 @@ from gptlab.data.instructions import (
     INSTRUCTION_DATA,
     REFERENCE_FRACTIONS,
     EncodedInstructions,
+    Instruction,
     InstructionBatches,
+    alpaca_prompt,
     encode_instructions,
     load_instructions,
     split_instructions,
 )
-from gptlab.errors import DataError
+from gptlab.errors import ConfigError, DataError
+from gptlab.generation import GenerationConfig
 from gptlab.models.gpt import IGNORE_INDEX
+from gptlab.runs import run_task
 
 PROMPT_FORMATS = ("alpaca",)
+# A trained model ends its response with end-of-text; one that goes on starts the next header.
+RESPONSE_END = "###"
 
 
 @dataclass
@@ -112,3 +119,28 @@ def response_loss(
 def evaluator(batches: InstructionBatches, device) -> Callable[[nn.Module], dict]:
     """What the trainer calls at each evaluation: the response-only loss of the whole split."""
     return lambda model: {"loss": response_loss(model, batches, device)["loss"]}
+
+
+# -- asking a trained run -----------------------------------------------------------------
+
+
+def is_instruction_run(info: dict) -> bool:
+    """Whether a model `load_model` returned (with this `info`) is an instruction run."""
+    return run_task(info.get("config", {})) == "instruct"
+
+
+def instruction_prompt(info: dict, instruction: str, input: str = "") -> str:
+    """The prompt an instruction run is asked `instruction` (about `input`) with: the prompt
+    format it was trained with, ending in the response header."""
+    prompt_format = info["config"].get("data", {}).get("prompt_format", "alpaca")
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(
+            f"{info['source']} was trained with prompt format {prompt_format!r}, unknown here"
+        )
+    return alpaca_prompt(Instruction(instruction, input, ""))
+
+
+def response_config(config: GenerationConfig) -> GenerationConfig:
+    """`config` that also ends the response where the model starts the next "###" header
+    (end-of-text ends every generation already)."""
+    return dataclasses.replace(config, stop=(*config.stop, RESPONSE_END))
