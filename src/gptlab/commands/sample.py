@@ -208,9 +208,10 @@ def generation_config(args: argparse.Namespace):
 def _instruction(args, model, tokenizer, info, base) -> int:
     """The response of an instruction run to --instruction (and --input), in the prompt format it
     was trained with, cut at its end-of-text or at the next "###" header it starts."""
-    from gptlab.data.instructions import Instruction, alpaca_prompt
+    from gptlab.data.instructions import Instruction
     from gptlab.errors import ConfigError
     from gptlab.runs import run_task
+    from gptlab.tasks.instruction import instruction_prompt, response_config
 
     # Only instruction runs: any other model would get a prompt it was never trained on, and
     # answer it as text to continue. --prompt with the formatted text does that on purpose.
@@ -219,13 +220,8 @@ def _instruction(args, model, tokenizer, info, base) -> int:
             f"{args.model} is not an instruction run: --instruction needs one (make it with "
             f"`gptlab finetune instruct {args.model} --out RUN`), or write the prompt with --prompt"
         )
-    prompt_format = info["config"].get("data", {}).get("prompt_format", "alpaca")
-    if prompt_format != "alpaca":
-        raise ConfigError(
-            f"{args.model} was trained with prompt format {prompt_format!r}, unknown here"
-        )
-    prompt = alpaca_prompt(Instruction(args.instruction, args.input or "", ""))
-    config = _replace(base, stop=(*base.stop, "###"))
+    prompt = instruction_prompt(info["config"], Instruction(args.instruction, args.input or "", ""))
+    config = response_config(base)
     for i in range(args.num_samples):
         if args.num_samples > 1:
             _print_header(f"sample {i + 1} of {args.num_samples}")
