@@ -1,6 +1,6 @@
 """`gptlab finetune instruct`, and `sample --instruction` and `eval` of its runs: the run
-directory, exact resume, the response alone, the response-only loss, and the refusals of bad
-input.
+directory, exact resume, the response alone, the response-only loss, ROUGE-L and BLEU of the
+responses (`eval --generate`, and the scoring function itself), and the refusals of bad input.
 
 All through the CLI's entry point in this process (cli.main is all `python -m gptlab` runs):
 a process of its own for each would spend 10-20 s on a shared 2-core machine importing torch
@@ -14,6 +14,7 @@ import dataclasses
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,11 @@ from test_cli_train import train_losses
 from gptlab import cli
 from gptlab.config import GPTConfig
 from gptlab.data.instructions import Instruction, encode_instructions, split_instructions
+from gptlab.errors import ConfigError
+from gptlab.generation import GenerationConfig
 from gptlab.models.gpt import GPT, IGNORE_INDEX
 from gptlab.runs import task_sections, write_run_config
+from gptlab.tasks.instruction import RESPONSE_END, response_config, response_scores
 from gptlab.tokenizers import GPT2Tokenizer
 from gptlab.training.checkpoint import MODEL_FILE, STATE_FILE, TOKENIZER_DIR, save_weights
 
@@ -225,3 +229,83 @@ def test_sample_instruction_refusals_are_one_line(capsys, base, args, message):
     stderr = capsys.readouterr().err
     assert status == 2 and message in stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_eval_generate_scores_greedy_responses_and_saves_them(tmp_path, run, tasks_file):
+    saved = tmp_path / "answers.jsonl"
+    stdout, _ = here(
+        "eval", run[0], "--generate", "--json", "--max-new-tokens", 5,
+        "--save-generations", saved, "--device", "cpu",
+    )  # fmt: skip
+    report = json.loads(stdout)
+    assert 0 <= report["rouge_l"] <= 100 and 0 <= report["bleu"] <= 100
+    assert report["generated"] == 2 and report["max_new_tokens"] == 5 and "loss" in report
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    test = split_instructions([Instruction(**entry) for entry in ENTRIES])["test"]
+    assert [(r["instruction"], r["input"], r["reference"]) for r in rows] == [
+        (entry.instruction, entry.input, entry.output) for entry in test
+    ]
+
+
+def test_eval_generate_answers_in_the_sample_format_and_scores_an_exact_answer_100(tmp_path):
+    answering = write_run(tmp_path / "answering", answering_model("###"), task="instruct")
+    capitals = write_json(
+        tmp_path / "capitals.json",
+        [{"instruction": "Name the capital of France.", "output": "Paris"}] * 3,
+    )
+    saved = tmp_path / "answers.jsonl"
+    stdout, _ = here(
+        "eval", answering, "--data", capitals, "--generate", "--json",
+        "--max-new-tokens", 20, "--save-generations", saved, "--device", "cpu",
+    )  # fmt: skip
+    assert json.loads(stdout)["rouge_l"] == 100
+    assert [json.loads(line)["generation"] for line in saved.read_text().splitlines()] == [
+        "Paris"
+    ] * 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--generate"], "not an instruction run"),
+        (["--save-generations", "x.jsonl"], "--save-generations needs --generate"),
+    ],
+)
+def test_eval_generate_refusals_are_one_line(capsys, base, args, message):
+    status = cli.main(["eval", str(base), "--device", "cpu", *args])
+    stderr = capsys.readouterr().err
+    assert status == 2 and message in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+# -- scoring responses: in this file so that one test process only pays for importing rouge-score
+# (it imports nltk, which imports scipy and pandas: 5-15 s on a shared 2-core machine).
+
+REFERENCES = ["The colour of the sky is blue.", "Paris is the capital of France."]
+
+
+def test_generations_equal_to_the_references_score_100():
+    scores = response_scores(list(REFERENCES), REFERENCES)
+    assert math.isclose(scores["rouge_l"], 100) and math.isclose(scores["bleu"], 100)
+
+
+def test_unrelated_generations_score_0():
+    scores = response_scores(["nothing here", "not at all"], REFERENCES)
+    assert scores == {"rouge_l": 0, "bleu": 0}
+
+
+def test_rouge_l_is_the_mean_f_measure_of_the_longest_common_subsequence():
+    # "the colour is blue" is a 4-word subsequence of a 7-word reference: P 1, R 4/7, F 8/11.
+    scores = response_scores(["The colour is blue", REFERENCES[1]], REFERENCES)
+    assert math.isclose(scores["rouge_l"], 100 * (8 / 11 + 1) / 2)
+
+
+def test_response_config_adds_the_header_stop_to_the_users():
+    config = response_config(GenerationConfig(stop=("\n\n",)))
+    assert config.stop == ("\n\n", RESPONSE_END)
+
+
+def test_missing_metric_libraries_are_one_error_that_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sacrebleu", None)  # `import sacrebleu` now fails
+    with pytest.raises(ConfigError, match=r"uv sync --extra metrics"):
+        response_scores(REFERENCES, REFERENCES)

@@ -199,7 +199,7 @@ def generate_all(entrants: list[Entrant], prompts: list[str], config) -> list[li
         instruct = is_instruction_run(e.info)
         settings = response_config(config)
         for row, prompt in zip(rows, prompts, strict=True):
-            text = instruction_prompt(e.info, prompt) if instruct else prompt
+            text = instruction_prompt(e.config, prompt) if instruct else prompt
             try:
                 row.append(
                     generate_text(e.model, e.tokenizer, [text], settings if instruct else config)[0]

@@ -1,5 +1,7 @@
 """`gptlab eval`: loss and perplexity of a language model on its validation split or a file;
-accuracy, F1 and the confusion matrix of a classifier on its test split or a labelled file."""
+accuracy, F1 and the confusion matrix of a classifier on its test split or a labelled file;
+the response-only loss of an instruction run, and with --generate the ROUGE-L and BLEU of its
+greedy responses."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ examples:
   gptlab eval runs/spam --split val
   gptlab eval runs/spam --data more_messages.csv --text-column body --label-column label
   gptlab eval runs/instruct                        # an instruction run: response-only loss, test split
+  gptlab eval runs/instruct --generate --save-generations answers.jsonl   # and ROUGE-L, BLEU
 """
 
 
@@ -60,6 +63,23 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=8, help="windows per forward pass (default 8)"
     )
+    parser.add_argument(
+        "--generate",
+        action="store_true",
+        help="an instruction run only: also answer each instruction greedily and score the "
+        "responses against the references (ROUGE-L and BLEU, 0-100)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=128,
+        help="with --generate: the longest response, in tokens (default 128)",
+    )
+    parser.add_argument(
+        "--save-generations",
+        metavar="FILE.jsonl",
+        help="with --generate: write each instruction, input, reference and response to FILE",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(run=run, command="eval")
@@ -75,8 +95,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.save_generations and not args.generate:
+        raise ConfigError("--save-generations needs --generate")
+    if args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     device = resolve_device(args.device)
     model, tokenizer, info = load_model(args.model, device, args.checkpoint)
+    if args.generate and run_task(info.get("config", {})) != "instruct":
+        raise ConfigError(
+            f"{args.model} is not an instruction run: --generate answers the instructions of one "
+            f"(make it with `gptlab finetune instruct {args.model} --out RUN`)"
+        )
     if info["task"] == "classify":
         return _classifier(args, model, tokenizer, info, device)
     if run_task(info.get("config", {})) == "instruct":
@@ -129,20 +158,34 @@ def _classifier(args, model, tokenizer, info, device) -> int:
 
 def _instruction(args, model, tokenizer, info, device) -> int:
     """An instruction run's loss on the response tokens (and their end-of-text), and its
-    perplexity, on a split of its data or on every entry of --data."""
-    from gptlab.tasks.instruction import InstructionSpec
+    perplexity, on a split of its data or on every entry of --data; with --generate, the
+    ROUGE-L and BLEU of its greedy responses."""
+    from gptlab.data.instructions import load_instructions, split_instructions
+    from gptlab.tasks.instruction import InstructionSpec, metric_libraries
 
+    if args.generate:
+        metric_libraries()  # missing ones are an error now, not after generating every response
     spec = InstructionSpec.from_dict(info["config"].get("data", {}))
     result = instruction_report(
         model, tokenizer, spec, device, args.split, args.data, args.batch_size
     )
+    if args.generate:
+        entries = load_instructions(args.data or spec.data, spec.format)
+        entries = entries if args.data else split_instructions(entries)[args.split]
+        result.update(_generation_scores(args, model, tokenizer, info, device, entries))
     if args.json:
         print(json.dumps(result))
-    else:
+        return 0
+    print(
+        f"{result['data']}: {result['targets']} loss {result['loss']:.4f}, "
+        f"perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens of "
+        f"{result['examples']:,} examples"
+    )
+    if args.generate:
         print(
-            f"{result['data']}: {result['targets']} loss {result['loss']:.4f}, "
-            f"perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens of "
-            f"{result['examples']:,} examples"
+            f"greedy responses to {result['generated']:,} instructions (at most "
+            f"{args.max_new_tokens} tokens): ROUGE-L {result['rouge_l']:.2f}, "
+            f"BLEU {result['bleu']:.2f} (0-100)"
         )
     return 0
 
@@ -177,6 +220,33 @@ def instruction_report(
     learned = "prompt and response" if spec.train_on_prompt else "response"
     result.update(data=source, examples=len(examples), targets=learned)
     return result
+
+
+def _generation_scores(args, model, tokenizer, info, device, entries) -> dict:
+    """ROUGE-L and BLEU of the run's greedy responses to `entries` against their outputs; the
+    responses go to --save-generations, a JSON object a line."""
+    from gptlab.atomic import atomic_write
+    from gptlab.generation import GenerationConfig
+    from gptlab.tasks.instruction import generate_responses, response_scores
+
+    # "slide", as sample's default: an instruction too long for the context is still answered.
+    config = GenerationConfig(args.max_new_tokens, strategy="greedy", overflow="slide")
+    responses = generate_responses(
+        model, tokenizer, info["config"], entries, config, args.batch_size, progress=not args.json
+    )
+    references = [entry.output for entry in entries]
+    if args.save_generations:
+        with atomic_write(args.save_generations, "w") as file:
+            for entry, response in zip(entries, responses, strict=True):
+                row = {
+                    "instruction": entry.instruction,
+                    "input": entry.input,
+                    "reference": entry.output,
+                    "generation": response,
+                }
+                file.write(json.dumps(row) + "\n")
+    scores = response_scores(responses, references)
+    return {**scores, "generated": len(responses), "max_new_tokens": args.max_new_tokens}
 
 
 def classifier_report(

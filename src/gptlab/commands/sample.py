@@ -218,7 +218,7 @@ def _instruction(args, model, tokenizer, info, base) -> int:
             f"{args.model} is not an instruction run: --instruction needs one (make it with "
             f"`gptlab finetune instruct {args.model} --out RUN`), or write the prompt with --prompt"
         )
-    prompt = instruction_prompt(info, args.instruction, args.input or "")
+    prompt = instruction_prompt(info["config"], args.instruction, args.input or "")
     config = response_config(base)
     for i in range(args.num_samples):
         if args.num_samples > 1:

@@ -248,7 +248,7 @@ class DemoApp:
             loaded = self.instruction_run(spec)
             config = response_config(self._config(*controls))
             instruction, input = checked_instruction(instruction, input, self.limits)
-            prompt = instruction_prompt(loaded.info, instruction, input)
+            prompt = instruction_prompt(loaded.info.get("config", {}), instruction, input)
             yield from streamed_text(loaded, prompt, config)
 
     def classify_help(self, spec):

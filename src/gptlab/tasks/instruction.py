@@ -8,8 +8,10 @@
 The model is a plain GPT: a batch is (idx, targets) with IGNORE_INDEX on the prompt, so the
 Trainer's default loss is the response-only loss. A run directory of this task stores its
 `InstructionSpec` in config.json's "data", so `gptlab eval` and `gptlab sample` rebuild the
-split and the prompt it was trained with; `instruction_prompt` and `response_config` are how
-`gptlab sample --instruction` and the demo's Instruct tab ask it.
+split and the prompt it was trained with: `instruction_prompt` and `response_config` are how
+`gptlab sample --instruction`, the demo's Instruct tab and `gptlab compare` ask it,
+`generate_responses` answers a split and `response_scores` compares the answers with the
+references (ROUGE-L and BLEU).
 """
 
 from __future__ import annotations
@@ -35,12 +37,11 @@ from gptlab.data.instructions import (
     split_instructions,
 )
 from gptlab.errors import ConfigError, DataError
-from gptlab.generation import GenerationConfig
 from gptlab.models.gpt import IGNORE_INDEX
 from gptlab.runs import run_task
 
 PROMPT_FORMATS = ("alpaca",)
-# A trained model ends its response with end-of-text; one that goes on starts the next header.
+# Where a response ends when the model writes on past its end-of-text: the next "###" header.
 RESPONSE_END = "###"
 
 
@@ -121,7 +122,7 @@ def evaluator(batches: InstructionBatches, device) -> Callable[[nn.Module], dict
     return lambda model: {"loss": response_loss(model, batches, device)["loss"]}
 
 
-# -- asking a trained run -----------------------------------------------------------------
+# -- responses ----------------------------------------------------------------------------
 
 
 def is_instruction_run(info: dict) -> bool:
@@ -129,18 +130,77 @@ def is_instruction_run(info: dict) -> bool:
     return run_task(info.get("config", {})) == "instruct"
 
 
-def instruction_prompt(info: dict, instruction: str, input: str = "") -> str:
-    """The prompt an instruction run is asked `instruction` (about `input`) with: the prompt
-    format it was trained with, ending in the response header."""
-    prompt_format = info["config"].get("data", {}).get("prompt_format", "alpaca")
+def instruction_prompt(run_config: dict, instruction: str, input: str = "") -> str:
+    """The prompt an instruction run (its config.json as `run_config`) was trained with, asking
+    `instruction` about `input`, ending in the response header."""
+    prompt_format = run_config.get("data", {}).get("prompt_format", "alpaca")
     if prompt_format not in PROMPT_FORMATS:
-        raise ConfigError(
-            f"{info['source']} was trained with prompt format {prompt_format!r}, unknown here"
-        )
+        raise ConfigError(f"the run was trained with prompt format {prompt_format!r}, unknown here")
     return alpaca_prompt(Instruction(instruction, input, ""))
 
 
-def response_config(config: GenerationConfig) -> GenerationConfig:
-    """`config` that also ends the response where the model starts the next "###" header
-    (end-of-text ends every generation already)."""
+def response_config(config):
+    """A `GenerationConfig` that also stops at the next "###" header (end-of-text stops it
+    already): a response is the text up to either."""
     return dataclasses.replace(config, stop=(*config.stop, RESPONSE_END))
+
+
+def generate_responses(
+    model,
+    tokenizer,
+    run_config: dict,
+    entries: list[Instruction],
+    config,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[str]:
+    """The response of the run to each entry, decoded with `config` in batches of `batch_size`
+    (left-padded), cut as `response_config` says, without surrounding whitespace."""
+    from gptlab.generation import Decoder, generate_text
+
+    prompts = [instruction_prompt(run_config, e.instruction, e.input) for e in entries]
+    config = response_config(config)
+    decoder = Decoder(model)  # one cache for every batch
+    starts = range(0, len(prompts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="generate", unit="batch", leave=False)
+    responses = []
+    for start in starts:
+        texts = generate_text(
+            model, tokenizer, prompts[start : start + batch_size], config, decoder=decoder
+        )
+        responses += [text.strip() for text in texts]
+    return responses
+
+
+def metric_libraries():
+    """rouge_score's `rouge_scorer` and `sacrebleu`, or one error that says how to install them."""
+    try:
+        import sacrebleu
+        from rouge_score import rouge_scorer
+    except ImportError:
+        raise ConfigError(
+            "scoring responses needs rouge-score and sacrebleu: install them with "
+            "`uv sync --extra metrics` (or `pip install 'gptlab[metrics]'`)"
+        ) from None
+    return rouge_scorer, sacrebleu
+
+
+def response_scores(generations: list[str], references: list[str]) -> dict:
+    """ROUGE-L (the mean F-measure of the longest common subsequence of words, stemmed; Lin 2004)
+    and corpus BLEU (sacrebleu's defaults; Papineni et al. 2002) of `generations` against
+    `references`, both on a 0-100 scale."""
+    if len(generations) != len(references):
+        raise ValueError(f"{len(generations)} generations for {len(references)} references")
+    rouge_scorer, sacrebleu = metric_libraries()
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge_l = sum(
+        scorer.score(reference, generation)["rougeL"].fmeasure
+        for generation, reference in zip(generations, references)
+    )
+    return {
+        "rouge_l": 100 * rouge_l / max(1, len(references)),
+        "bleu": sacrebleu.corpus_bleu(generations, [references]).score,
+    }
