@@ -8,7 +8,8 @@
   of the fine-tuned model on Whitman's validation split (the new corpus) and on english-mix's
   (the original one): what was gained, and what was forgotten.
 - instruct: `gptlab finetune instruct BASE --data instruction-data`, then the response-only loss
-  of the base and of the fine-tuned model on the reference's test split (55 entries).
+  and the ROUGE-L and BLEU of the greedy answers of the base and of the fine-tuned model on the
+  reference's test split (110 entries; the base is asked in the same prompt format).
 - speed: an instruction fine-tuning step of gptlab's GPT and of transformers' GPT2LMHeadModel
   with the same weights, in the same loop, on the same bucketed batches, taking turns; tokens/s
   counts real (not padding) tokens. Also the padding that bucketing saves.
@@ -36,13 +37,20 @@ from torch import nn
 
 from gptlab.cli import main as gptlab
 from gptlab.config import GPTConfig
-from gptlab.data.instructions import padding_report
+from gptlab.data.instructions import load_instructions, padding_report, split_instructions
 from gptlab.data.text import TokenData, resolve_text
 from gptlab.device import resolve_device
 from gptlab.evaluation import perplexity
+from gptlab.generation import GenerationConfig
 from gptlab.models.gpt import GPT
 from gptlab.pretrained import load_model, state_dict_to_hf, transformers_model_like
-from gptlab.tasks.instruction import InstructionSpec, prepare_data, response_loss
+from gptlab.tasks.instruction import (
+    InstructionSpec,
+    generate_responses,
+    prepare_data,
+    response_loss,
+    response_scores,
+)
 from gptlab.tokenizers import get_tokenizer
 from gptlab.training.config import TrainConfig
 from gptlab.training.trainer import Trainer
@@ -108,13 +116,25 @@ def instruct(base_spec: str, device, out: Path, epochs: float, extra: list[str])
     )  # fmt: skip
     assert status == 0, status
     base, tokenizer, _ = load_model(base_spec, device)
-    tuned, _, _ = load_model(run, device)
+    tuned, _, tuned_info = load_model(run, device)
     data = prepare_data(InstructionSpec(), tokenizer, base.config.context_length)
     test = data.batches("test", 8, tokenizer.eos_id)
-    print("\n| model | test response-only loss | perplexity | tokens |\n|---|---:|---:|---:|")
+    entries = split_instructions(load_instructions("instruction-data"))["test"]
+    references = [entry.output for entry in entries]
+    greedy = GenerationConfig(128, strategy="greedy", overflow="slide")
+    print(
+        "\n| model | test response-only loss | perplexity | ROUGE-L | BLEU |\n|---|---:|---:|---:|---:|"
+    )
     for name, model in (("base", base), ("instruction fine-tuned", tuned)):
         r = response_loss(model, test, device)
-        print(f"| {name} | {r['loss']:.4f} | {r['perplexity']:.2f} | {r['tokens']:,} |", flush=True)
+        # The base is asked in the same prompt format, though it was never taught it.
+        answers = generate_responses(model, tokenizer, tuned_info["config"], entries, greedy)
+        scores = response_scores(answers, references)
+        print(
+            f"| {name} | {r['loss']:.4f} | {r['perplexity']:.2f} | {scores['rouge_l']:.2f} "
+            f"| {scores['bleu']:.2f} |",
+            flush=True,
+        )
 
 
 def speed(base_model, tokenizer, device, steps: int | None, batch_size: int) -> None:
