@@ -309,3 +309,14 @@ def test_missing_metric_libraries_are_one_error_that_says_how_to_install(monkeyp
     monkeypatch.setitem(sys.modules, "sacrebleu", None)  # `import sacrebleu` now fails
     with pytest.raises(ConfigError, match=r"uv sync --extra metrics"):
         response_scores(REFERENCES, REFERENCES)
+
+
+def test_compare_scores_each_models_answers_to_an_instruction_runs_test_split(tmp_path, run, base):
+    report = tmp_path / "report.md"
+    here(
+        "compare", base, run[0], "--prompt", "Name a colour.", "--temperature", 0,
+        "--max-new-tokens", 3, "--device", "cpu", "--out", report,
+    )  # fmt: skip
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| ")]
+    scored = [line for line in rows if "ROUGE-L" in line]
+    assert len(scored) == 2  # the base and the instruction run, each on the instruction test split

@@ -31,6 +31,7 @@ from gptlab.errors import CheckpointError, ConfigError, ContextLengthError, Toke
 
 TEXT, INSTRUCTIONS = "text", "instructions"
 DEFAULT_VAL_FRACTION = 0.1  # what `gptlab train` holds out
+ANSWER_TOKENS = 128  # the longest greedy answer scored with ROUGE-L (as `gptlab eval --generate`)
 
 
 @dataclass
@@ -153,7 +154,7 @@ def evaluate(entrants: list[Entrant], benchmarks: list[Benchmark], device, batch
     from gptlab.commands.eval import instruction_report
     from gptlab.data.text import TokenData, resolve_text
     from gptlab.evaluation import perplexity
-    from gptlab.tasks.instruction import InstructionSpec
+    from gptlab.tasks.instruction import InstructionSpec, metric_libraries
 
     reference = entrants[0]
     notes = [
@@ -164,6 +165,13 @@ def evaluate(entrants: list[Entrant], benchmarks: list[Benchmark], device, batch
         if not _same_tokenizer(e.tokenizer, reference.tokenizer)
     ]
     results = [[None] * len(benchmarks) for _ in entrants]
+    scoring = any(benchmark.kind == INSTRUCTIONS for benchmark in benchmarks)
+    if scoring:
+        try:
+            metric_libraries()
+        except ConfigError as error:  # the report goes on without ROUGE-L, and says why
+            notes.append(f"no ROUGE-L: {error}")
+            scoring = False
     for j, benchmark in enumerate(benchmarks):
         if benchmark.kind == TEXT:
             fraction = benchmark.data.get("val_fraction", DEFAULT_VAL_FRACTION)
@@ -178,10 +186,28 @@ def evaluate(entrants: list[Entrant], benchmarks: list[Benchmark], device, batch
                 results[i][j] = perplexity(e.model, tokens, context, batch_size, device)
             else:
                 spec = InstructionSpec.from_dict(benchmark.data)
-                results[i][j] = instruction_report(
+                result = instruction_report(
                     e.model, e.tokenizer, spec, device, "test", None, batch_size
                 )
+                if scoring:
+                    result.update(answer_scores(e, spec, benchmark.data, device, batch_size))
+                results[i][j] = result
     return results, notes
+
+
+def answer_scores(e: Entrant, spec, run_data: dict, device, batch_size: int = 8) -> dict:
+    """ROUGE-L and BLEU of a model's greedy answers to the test split's instructions, asked in
+    the prompt format of the run that names them (a base model is asked the same way)."""
+    from gptlab.data.instructions import load_instructions, split_instructions
+    from gptlab.generation import GenerationConfig
+    from gptlab.tasks.instruction import generate_responses, response_scores
+
+    entries = split_instructions(load_instructions(spec.data, spec.format))["test"]
+    greedy = GenerationConfig(ANSWER_TOKENS, strategy="greedy", overflow="slide")
+    answers = generate_responses(
+        e.model, e.tokenizer, {"data": run_data}, entries, greedy, batch_size
+    )
+    return response_scores(answers, [entry.output for entry in entries])
 
 
 def _same_tokenizer(a, b) -> bool:
@@ -238,7 +264,10 @@ def describe_decoding(config) -> str:
 def _cell(result: dict | None) -> str:
     if result is None:
         return "n/a (other tokenizer)"
-    return f"{result['perplexity']:.3f} (loss {result['loss']:.4f})"
+    cell = f"{result['perplexity']:.3f} (loss {result['loss']:.4f})"
+    if "rouge_l" in result:
+        cell += f", ROUGE-L {result['rouge_l']:.2f}"
+    return cell
 
 
 def _model_line(e: Entrant) -> str:
