@@ -174,19 +174,9 @@ def add_parser(subparsers) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    settings = {
-        key: value
-        for key, value in vars(args).items()
-        if key not in ("run", "command", "no_tensorboard")
-    }
-    if settings.get("model") is None:
-        settings.pop("model", None)
-    if "resume" in settings:
-        if "model" in settings:
-            raise ConfigError("give MODEL or --resume RUN_DIR, not both")
-    elif "model" not in settings:
-        raise ConfigError("name the pretrained MODEL to fine-tune (e.g. gpt2, or a run directory)")
-    return _classify(settings, tensorboard=not args.no_tensorboard)
+    from gptlab.commands.finetune_runs import given_settings
+
+    return _classify(given_settings(args), tensorboard=not args.no_tensorboard)
 
 
 def _split(settings: dict) -> tuple[dict, dict, dict]:
@@ -220,10 +210,11 @@ def _fractions(text: str) -> tuple[float, float, float]:
 def _classify(settings: dict, tensorboard: bool) -> int:
     import torch
 
+    from gptlab.commands.finetune_runs import new_run_dir, resumed_config
     from gptlab.device import resolve_device
     from gptlab.models.gpt import GPT
     from gptlab.pretrained import is_classifier, load_model
-    from gptlab.runs import build_model, read_run_config, run_task, write_run_config
+    from gptlab.runs import build_model, write_run_config
     from gptlab.tasks.classification import (
         DataSpec,
         classification_loss,
@@ -249,15 +240,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
     train_over, data_over, rest = _split(settings)
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = read_run_config(run_dir)
-        if run_task(saved) != "classify":
-            raise ConfigError(
-                f"{run_dir} is not a classification run: resume it with its own command"
-            )
-        if data_over or set(rest) - {"epochs"}:
-            raise ConfigError(
-                "--resume continues a run as it was: only training settings (e.g. --max-iters) may change"
-            )
+        saved = resumed_config(run_dir, "classify", {**data_over, **rest})
         spec = DataSpec.from_dict(saved["data"])
         finetune = saved["finetune"]
         epochs = rest.get("epochs", finetune["epochs"])
@@ -267,11 +250,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         base = saved["base"]
     else:
         spec = DataSpec(**data_over)
-        run_dir = Path(rest.get("out", f"runs/classify-{Path(spec.data).stem}"))
-        if (run_dir / STATE_FILE).exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out"
-            )
+        run_dir = new_run_dir(rest, f"runs/classify-{Path(spec.data).stem}")
         finetune = {
             "train": rest.get("policy", "last-block"),
             "epochs": rest.get("epochs", EPOCHS),

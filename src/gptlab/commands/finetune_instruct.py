@@ -103,26 +103,19 @@ def add_instruct_parser(tasks) -> None:
 
 
 def run_instruct(args: argparse.Namespace) -> int:
-    settings = {
-        key: value
-        for key, value in vars(args).items()
-        if key not in ("run", "command", "no_tensorboard") and value is not None
-    }
-    if "resume" in settings:
-        if "model" in settings:
-            raise ConfigError("give MODEL or --resume RUN_DIR, not both")
-    elif "model" not in settings:
-        raise ConfigError("name the pretrained MODEL to fine-tune (e.g. gpt2, or a run directory)")
-    return _instruct(settings, tensorboard=not args.no_tensorboard)
+    from gptlab.commands.finetune_runs import given_settings
+
+    return _instruct(given_settings(args), tensorboard=not args.no_tensorboard)
 
 
 def _instruct(settings: dict, tensorboard: bool) -> int:
     import torch
 
+    from gptlab.commands.finetune_runs import new_run_dir, resumed_config
     from gptlab.data.instructions import padding_report
     from gptlab.device import resolve_device
     from gptlab.pretrained import load_model
-    from gptlab.runs import build_model, read_run_config, run_task, write_run_config
+    from gptlab.runs import build_model, write_run_config
     from gptlab.tasks.instruction import InstructionSpec, evaluator, prepare_data, response_loss
     from gptlab.tokenizers import load_tokenizer
     from gptlab.training.callbacks import standard_callbacks
@@ -143,15 +136,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
     data_over = {key: rest.pop(key) for key in ("data", "format", "train_on_prompt") if key in rest}
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = read_run_config(run_dir)
-        if run_task(saved) != "instruct":
-            raise ConfigError(
-                f"{run_dir} is not an instruction run: resume it with its own command"
-            )
-        if data_over or set(rest) - {"epochs"}:
-            raise ConfigError(
-                "--resume continues a run as it was: only training settings (e.g. --max-iters) may change"
-            )
+        saved = resumed_config(run_dir, "instruct", {**data_over, **rest})
         spec = InstructionSpec.from_dict(saved["data"])
         finetune = saved["finetune"]
         epochs = rest.get("epochs", finetune["epochs"])
@@ -161,11 +146,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         base = saved["base"]
     else:
         spec = InstructionSpec(**data_over)
-        run_dir = Path(rest.get("out", f"runs/instruct-{Path(spec.data).stem}"))
-        if (run_dir / STATE_FILE).exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out"
-            )
+        run_dir = new_run_dir(rest, f"runs/instruct-{Path(spec.data).stem}")
         epochs = rest.get("epochs", EPOCHS)
         if epochs <= 0:
             raise ConfigError(f"--epochs must be positive, got {epochs}")

@@ -104,19 +104,10 @@ def add_parser(tasks) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = {
-        key: value
-        for key, value in vars(args).items()
-        if key not in ("run", "command", "no_tensorboard")
-    }
-    if settings.get("model") is None:
-        settings.pop("model", None)
-    if "resume" in settings:
-        if "model" in settings:
-            raise ConfigError("give MODEL or --resume RUN_DIR, not both")
-    elif "model" not in settings:
-        raise ConfigError("name the pretrained MODEL to fine-tune (e.g. gpt2, or a run directory)")
-    elif "data" not in settings:
+    from gptlab.commands.finetune_runs import given_settings
+
+    settings = given_settings(args)
+    if "resume" not in settings and "data" not in settings:
         raise ConfigError("name the corpus to fine-tune on: --data FILE_OR_DATASET")
     return _finetune(settings, tensorboard=not args.no_tensorboard)
 
@@ -124,9 +115,10 @@ def run(args: argparse.Namespace) -> int:
 def _finetune(settings: dict, tensorboard: bool) -> int:
     import torch
 
+    from gptlab.commands.finetune_runs import new_run_dir, resumed_config
     from gptlab.commands.train import fit, lm_trainer, token_data, training_device
     from gptlab.data.text import resolve_text
-    from gptlab.runs import build_model, read_run_config, write_run_config
+    from gptlab.runs import build_model, write_run_config
     from gptlab.tokenizers import load_tokenizer
     from gptlab.training.callbacks import standard_callbacks
     from gptlab.training.checkpoint import STATE_FILE, TOKENIZER_DIR, load_trainer_state
@@ -137,15 +129,7 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
     rest = {key: value for key, value in settings.items() if key not in train_keys}
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = read_run_config(run_dir)
-        if "finetune" not in saved or saved.get("task", "lm") != "lm":
-            raise ConfigError(
-                f"{run_dir} is not a domain fine-tuning run: resume it with its own command"
-            )
-        if rest:
-            raise ConfigError(
-                "--resume continues a run as it was: only training settings (e.g. --max-iters) may change"
-            )
+        saved = resumed_config(run_dir, "lm", rest)
         train_cfg = TrainConfig(**{**saved["train"], **train_over})
         data_cfg, base, finetune = saved["data"], saved["base"], saved["finetune"]
         text_path = resolve_text(data_cfg["data"])
@@ -156,11 +140,7 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
             "tokenizer": "base",  # the base model's own, saved in the run directory
             "val_fraction": rest.get("val_fraction", VAL_FRACTION),
         }
-        run_dir = Path(rest.get("out", f"runs/finetune-{Path(rest['data']).stem}"))
-        if (run_dir / STATE_FILE).exists():
-            raise ConfigError(
-                f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out"
-            )
+        run_dir = new_run_dir(rest, f"runs/finetune-{Path(rest['data']).stem}")
         train_cfg = TrainConfig(**{**LM_DEFAULTS, **train_over})
         text_path = resolve_text(data_cfg["data"])  # a missing corpus fails before the model loads
         model, tokenizer, base = _base_model(rest["model"], rest)
