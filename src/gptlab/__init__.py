@@ -18,7 +18,7 @@ _LAZY_NAMES = {
     "GPTConfig": "gptlab.config",
     "PRESETS": "gptlab.config",
     "GPTClassifier": "gptlab.models.classifier",
-    "ClassifierConfig": "gptlab.models.classifier",
+    "ClassifierConfig": "gptlab.config",
     "TrainConfig": "gptlab.training.config",
     "Trainer": "gptlab.training.trainer",
     "load_model": "gptlab.pretrained",
