@@ -1,4 +1,6 @@
-"""`gptlab finetune classify`: put a classification head on a pretrained GPT and train it."""
+"""`gptlab finetune TASK`: the command that holds the tasks (`lm` and `instruct` have modules of
+their own), and `gptlab finetune classify`: put a classification head on a pretrained GPT and
+train it."""
 
 from __future__ import annotations
 
