@@ -63,10 +63,9 @@ class KeepBest(Callback):
     """Keeps a copy of the weights of the best evaluation (the trainer's monitored metric)."""
 
     def __init__(self):
-        self.state, self.step, self.history = None, None, []
+        self.state, self.step = None, None
 
     def on_eval_end(self, trainer, metrics, improved):
-        self.history.append((metrics["step"], metrics["loss"], metrics["accuracy"]))
         if improved:
             self.state = copy.deepcopy(trainer.raw_model.state_dict())
             self.step = metrics["step"]

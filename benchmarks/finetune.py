@@ -176,7 +176,7 @@ def speed(base_model, tokenizer, device, steps: int | None, batch_size: int) -> 
     seconds = {name: [] for name in models}
     tokens = 0
     for step in range(warmup + steps):
-        epoch, k = divmod(step, batches.batches_per_epoch)
+        epoch, k = batches.locate(step, 0)
         real = int(sum(train.lengths[i] for i in batches.epoch_batches(epoch)[k]))
         for name, trainer in trainers.items():
             trainer.step = step

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 from gptlab.errors import ConfigError
@@ -212,8 +211,8 @@ def _fractions(text: str) -> tuple[float, float, float]:
 def _classify(settings: dict, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.commands.finetune_runs import new_run_dir, resumed_config
-    from gptlab.device import resolve_device
+    from gptlab.commands.finetune_runs import new_run_dir, resumed_config, run_steps
+    from gptlab.commands.train import fit, training_device
     from gptlab.models.gpt import GPT
     from gptlab.pretrained import is_classifier, load_model
     from gptlab.runs import build_model, write_run_config
@@ -235,7 +234,6 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         load_weights,
     )
     from gptlab.training.config import TrainConfig
-    from gptlab.training.distributed import init_from_env, shutdown
     from gptlab.training.freezing import freeze
     from gptlab.training.trainer import Trainer
 
@@ -283,10 +281,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         )
     trainable, total = freeze(model, finetune["train"])
 
-    device = resolve_device(probe.device)
-    group = init_from_env(device.type)
-    if group.enabled and device.type == "cuda":
-        device = torch.device("cuda", group.local_rank)
+    device, group = training_device(probe)
     head = model.head
     batches = data.batches(
         "train",
@@ -296,10 +291,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         seed=probe.seed,
         micro_batches_per_step=probe.grad_accum * group.world_size,
     )
-    # A run's length is --max-iters, else --epochs; a resumed run keeps the length it was
-    # started with unless one of them is given again.
-    if "max_iters" not in train_over and ("resume" not in settings or "epochs" in rest):
-        train_values["max_iters"] = batches.steps_for(epochs)
+    train_values["max_iters"] = run_steps(settings, train_values, batches, epochs)
     train_cfg = TrainConfig(**train_values)
     has_val = len(data.splits["val"]) > 0
     val_batches = (
@@ -348,11 +340,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
             + f"; {train_cfg.max_iters} steps ({epochs:g} epochs of {batches.batches_per_epoch} batches) -> {run_dir}",
             file=sys.stderr,
         )
-    started = time.perf_counter()
-    try:
-        trainer.fit()
-    finally:
-        shutdown(group)
+    seconds = fit(trainer, group)
     if not group.is_main:
         return 0
     load_weights(model, run_dir / MODEL_FILE)
@@ -370,7 +358,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
                 f"{split} accuracy {report['accuracy']:.2%} (macro-F1 {report['macro_f1']:.4f})"
             )
     print(
-        f"done: {trainer.step} steps, {time.perf_counter() - started:.1f} s; best checkpoint: "
+        f"done: {trainer.step} steps, {seconds:.1f} s; best checkpoint: "
         f"{'; '.join(lines) or 'no evaluation split'}; run directory {run_dir}",
         file=sys.stderr,
     )

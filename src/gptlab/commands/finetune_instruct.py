@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 from gptlab.errors import ConfigError
@@ -111,9 +110,9 @@ def run_instruct(args: argparse.Namespace) -> int:
 def _instruct(settings: dict, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.commands.finetune_runs import new_run_dir, resumed_config
+    from gptlab.commands.finetune_runs import new_run_dir, resumed_config, run_steps
+    from gptlab.commands.train import fit, training_device
     from gptlab.data.instructions import padding_report
-    from gptlab.device import resolve_device
     from gptlab.pretrained import load_model
     from gptlab.runs import build_model, write_run_config
     from gptlab.tasks.instruction import InstructionSpec, evaluator, prepare_data, response_loss
@@ -127,7 +126,6 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         load_weights,
     )
     from gptlab.training.config import TrainConfig
-    from gptlab.training.distributed import init_from_env, shutdown
     from gptlab.training.trainer import Trainer
 
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -162,10 +160,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
     data = prepare_data(spec, tokenizer, context)
     pad_id = tokenizer.eos_id  # any id would do: padded positions have no target
 
-    device = resolve_device(probe.device)
-    group = init_from_env(device.type)
-    if group.enabled and device.type == "cuda":
-        device = torch.device("cuda", group.local_rank)
+    device, group = training_device(probe)
     batches = data.batches(
         "train",
         probe.batch_size,
@@ -173,10 +168,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         seed=probe.seed,
         micro_batches_per_step=probe.grad_accum * group.world_size,
     )
-    # A run's length is --max-iters, else --epochs; a resumed run keeps the length it was
-    # started with unless one of them is given again.
-    if "max_iters" not in train_over and ("resume" not in settings or "epochs" in rest):
-        train_values["max_iters"] = batches.steps_for(epochs)
+    train_values["max_iters"] = run_steps(settings, train_values, batches, epochs)
     train_cfg = TrainConfig(**train_values)
     has_val = len(data.splits["val"]) > 0
     val_batches = data.batches("val", train_cfg.batch_size, pad_id) if has_val else None
@@ -223,11 +215,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
             f"-> {run_dir}",
             file=sys.stderr,
         )
-    started = time.perf_counter()
-    try:
-        trainer.fit()
-    finally:
-        shutdown(group)
+    seconds = fit(trainer, group)
     if not group.is_main:
         return 0
     load_weights(model, run_dir / MODEL_FILE)
@@ -237,7 +225,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         if len(data.splits[split])
     ]
     print(
-        f"done: {trainer.step} steps, {time.perf_counter() - started:.1f} s; best checkpoint: "
+        f"done: {trainer.step} steps, {seconds:.1f} s; best checkpoint: "
         f"{'; '.join(lines) or 'no evaluation split'}; run directory {run_dir}",
         file=sys.stderr,
     )

@@ -56,3 +56,11 @@ def new_run_dir(settings: dict, default: str) -> Path:
             f"{run_dir} already holds a run: resume it with --resume {run_dir}, or choose another --out"
         )
     return run_dir
+
+
+def run_steps(settings: dict, train_values: dict, batches, epochs: float) -> int:
+    """A run's length: --max-iters, else --epochs of `batches`; a resumed run keeps the length
+    it was started with (in `train_values`) unless one of them is given again."""
+    if "max_iters" in settings or ("resume" in settings and "epochs" not in settings):
+        return train_values["max_iters"]
+    return batches.steps_for(epochs)

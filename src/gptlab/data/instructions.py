@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gptlab.data.epochs import EpochBatches
 from gptlab.errors import DataError
 from gptlab.models.gpt import IGNORE_INDEX
 
@@ -289,13 +289,12 @@ def padding_report(lengths: list[int], batch_size: int, seed: int = 0) -> dict:
     }
 
 
-class InstructionBatches:
+class InstructionBatches(EpochBatches):
     """Batches of (idx, targets) over encoded instructions.
 
-    A training step's batch is a pure function of (step, index): micro-batch
-    `step * micro_batches_per_step + index` is batch k of epoch e of `bucketed_batches`
-    (an epoch's batches are computed once and kept). Evaluation batches go through every
-    example once, sorted by length, the last batch possibly smaller.
+    Training batches go epoch by epoch (`gptlab.data.epochs`): batch k of epoch e is the k-th of
+    `bucketed_batches` (an epoch's batches are computed once and kept). Evaluation batches go
+    through every example once, sorted by length, the last batch possibly smaller.
     """
 
     def __init__(
@@ -306,28 +305,16 @@ class InstructionBatches:
         seed: int = 0,
         micro_batches_per_step: int = 1,
     ):
-        if not len(examples):
-            raise DataError("no examples to make batches of")
+        super().__init__(len(examples), batch_size, seed, micro_batches_per_step)
         self.examples = examples
-        self.batch_size = min(batch_size, len(examples))
         self.pad_id = pad_id
-        self.seed = seed
-        self.micro_batches_per_step = micro_batches_per_step
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return len(self.examples) // self.batch_size
-
-    def steps_for(self, epochs: float) -> int:
-        """Optimizer steps that go through the training examples `epochs` times."""
-        return max(1, math.ceil(epochs * self.batches_per_epoch / self.micro_batches_per_step))
 
     @functools.lru_cache(maxsize=2)  # noqa: B019 (one object a run; the cache dies with it)
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         return bucketed_batches(self.examples.lengths, self.batch_size, self.seed, epoch)
 
     def train_batch(self, step: int, index: int, device="cpu"):
-        epoch, k = divmod(step * self.micro_batches_per_step + index, self.batches_per_epoch)
+        epoch, k = self.locate(step, index)
         return self._batch(self.epoch_batches(epoch)[k], device)
 
     def eval_batches(self, device="cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gptlab.data.epochs import EpochBatches
 from gptlab.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -307,14 +308,10 @@ def pad_batch(
     return idx.to(device), mask.to(device)
 
 
-class ClassificationBatches:
-    """Batches of (idx, padding_mask, labels) over encoded examples.
-
-    Training batches go through the examples epoch by epoch, each epoch in its own order drawn
-    from (seed, epoch); a step's batch is a pure function of (step, index), with
-    `micro_batches_per_step` (grad_accum x processes) micro-batches a step. An epoch's last
-    partial batch is dropped, as the reference does, so every batch has `batch_size` examples.
-    """
+class ClassificationBatches(EpochBatches):
+    """Batches of (idx, padding_mask, labels) over encoded examples: training batches epoch by
+    epoch (`gptlab.data.epochs`), each epoch in its own order drawn from (seed, epoch), as the
+    reference shuffles and drops the last partial batch."""
 
     def __init__(
         self,
@@ -325,29 +322,13 @@ class ClassificationBatches:
         seed: int = 0,
         micro_batches_per_step: int = 1,
     ):
-        if not len(examples):
-            raise DataError("no examples to make batches of")
+        super().__init__(len(examples), batch_size, seed, micro_batches_per_step)
         self.examples = examples
-        self.batch_size = min(batch_size, len(examples))
         self.pad_id = pad_id
         self.side = side
-        self.seed = seed
-        self.micro_batches_per_step = micro_batches_per_step
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return len(self.examples) // self.batch_size
-
-    def steps_for(self, epochs: float) -> int:
-        """Optimizer steps that go through the training examples `epochs` times."""
-        return max(1, math.ceil(epochs * self.batches_per_epoch / self.micro_batches_per_step))
-
-    def epoch_of(self, step: int) -> float:
-        return step * self.micro_batches_per_step / self.batches_per_epoch
 
     def train_batch(self, step: int, index: int, device="cpu"):
-        number = step * self.micro_batches_per_step + index
-        epoch, k = divmod(number, self.batches_per_epoch)
+        epoch, k = self.locate(step, index)
         order = np.random.default_rng((self.seed, epoch)).permutation(len(self.examples))
         return self._batch(order[k * self.batch_size : (k + 1) * self.batch_size], device)
 
