@@ -60,8 +60,16 @@ def run_task(config: dict) -> str:
 
 
 def build_model(config: dict):
-    """The untrained model a run's config describes: a GPT (lm, instruct), or a GPTClassifier."""
+    """The untrained model a run's config describes: a GPT (lm, instruct), or a GPTClassifier.
+
+    A run with an adapter (an `adapter` section) is its base's weights, checked against the
+    checksum recorded in `base`, with a new adapter that the run's weights then fill."""
     from gptlab.models.gpt import GPT
+
+    if "adapter" in config:
+        from gptlab.adapters import load_adapted
+
+        return load_adapted(config)
 
     body = GPT(GPTConfig.from_dict(config["model"]))
     if run_task(config) == "classify":

@@ -46,12 +46,20 @@ def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def saved_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint of `model` holds: every tensor once, or, for a model with an adapter,
+    the adapter and the new head only (the base is referenced by the run's config, not copied)."""
+    from gptlab.adapters import adapter_state, is_adapted
+
+    return adapter_state(model) if is_adapted(model) else unique_state_dict(model)
+
+
 def save_weights(
     model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None
 ) -> None:
     from safetensors.torch import save_file
 
-    state = {name: t.cpu() for name, t in unique_state_dict(model).items()}
+    state = {name: t.cpu() for name, t in saved_state(model).items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata or {})
 
@@ -72,8 +80,11 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """`model.load_state_dict(state)` with tied weights restored and shape errors made clear."""
-    expected = model.state_dict()
+    """`model.load_state_dict(state)` with tied weights restored and shape errors made clear; for
+    a model with an adapter, `state` is the adapter's (see `saved_state`)."""
+    from gptlab.adapters import adapter_state, is_adapted
+
+    expected = adapter_state(model) if is_adapted(model) else model.state_dict()
     for name, tensor in expected.items():
         if (
             name not in state

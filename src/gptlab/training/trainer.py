@@ -23,6 +23,7 @@ from torch import nn
 
 from gptlab.device import resolve_dtype
 from gptlab.errors import ConfigError
+from gptlab.training.checkpoint import saved_state
 from gptlab.training.config import TrainConfig
 from gptlab.training.distributed import ProcessGroup, mean_across
 from gptlab.training.optim import cosine_schedule, make_adamw
@@ -269,7 +270,7 @@ class Trainer:
         """Everything `load_state_dict` needs to continue exactly where this run stands."""
         state = {
             "step": self.step,
-            "model": {k: v.detach().cpu() for k, v in self.raw_model.state_dict().items()},
+            "model": {k: v.cpu() for k, v in saved_state(self.raw_model).items()},
             "optimizer": self.optimizer.state_dict(),
             "monitor": self.monitor,
             "best_metric": self.best_metric,
