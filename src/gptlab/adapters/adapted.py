@@ -55,6 +55,13 @@ def is_adapted(model: nn.Module) -> bool:
     return adapter_kind(model) is not None
 
 
+def base_config(model: nn.Module):
+    """The GPTConfig of the model's own GPT, whatever wraps it (a prompt's wrapper reports the
+    context left after the prompt; a run's config records the GPT's)."""
+    body = getattr(model, "transformer", model)
+    return getattr(body, "gpt", body).config
+
+
 def _is_adapter_tensor(name: str) -> bool:
     return ".lora." in name or name.endswith("wte.prompt")
 
