@@ -91,11 +91,14 @@ def adapter_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 def base_checksum(model: nn.Module) -> str:
-    """sha256 of a model's weights (names, dtypes, shapes and values), each tensor once."""
+    """sha256 of a model's own weights (names, dtypes, shapes and values), each tensor once;
+    adapter tensors, if any are attached, are not the base's and are left out."""
     from gptlab.training.checkpoint import unique_state_dict
 
     digest = hashlib.sha256()
     for name, tensor in sorted(unique_state_dict(model).items()):
+        if _is_adapter_tensor(name):
+            continue
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
