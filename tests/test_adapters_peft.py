@@ -287,6 +287,7 @@ def test_an_imported_peft_adapter_gives_peft_logits(tmp_path, hf_base, base_run,
     saved = json.loads((run / "config.json").read_text())
     is_prompt = isinstance(config(), peft.PromptTuningConfig)
     assert (saved["task"], saved["adapter"]["type"]) == (task, "prompt" if is_prompt else "lora")
+    assert saved["model"] == BODY.to_dict()  # the base's own context, not what a prompt leaves
     expected = hf_logits(theirs)
     if is_prompt:
         expected = expected[:, 3:]  # the logits of the real positions
