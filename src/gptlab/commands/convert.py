@@ -153,18 +153,17 @@ def run_import(args: argparse.Namespace) -> int:
 
 def _import_adapter(folder: str, base: str | None, out: Path) -> int:
     from gptlab.adapters import freeze_base
+    from gptlab.adapters.adapted import base_config
     from gptlab.adapters.peft_format import load_peft
     from gptlab.runs import write_run_config
     from gptlab.training.checkpoint import MODEL_FILE, TOKENIZER_DIR, save_weights
 
     model, tokenizer, sections = load_peft(folder, base)
     trainable, total = freeze_base(model)
-    body = getattr(model, "transformer", model)
-    gpt_config = getattr(body, "gpt", body).config  # a prompt's wrapper reports less context
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model, out / MODEL_FILE, {"source": str(folder)})
     tokenizer.save(out / TOKENIZER_DIR)
-    write_run_config(out, gpt_config, train={}, data={"imported_from": str(folder)}, **sections)
+    write_run_config(out, base_config(model), train={}, data={"imported_from": str(folder)}, **sections)
     print(
         f"wrote adapter run directory {out} ({trainable:,} adapter parameters of {total:,}) "
         f"from {folder} on {sections['base']['source']}"
