@@ -163,12 +163,30 @@ def _import_adapter(folder: str, base: str | None, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model, out / MODEL_FILE, {"source": str(folder)})
     tokenizer.save(out / TOKENIZER_DIR)
-    write_run_config(out, base_config(model), train={}, data={"imported_from": str(folder)}, **sections)
+    write_run_config(
+        out, base_config(model), train={}, data={"imported_from": str(folder)}, **sections
+    )
     print(
         f"wrote adapter run directory {out} ({trainable:,} adapter parameters of {total:,}) "
         f"from {folder} on {sections['base']['source']}"
     )
     return 0
+
+
+def _adapter_rows(model, config: dict) -> list[tuple[str, str]]:
+    """What `info` adds for an adapter run: the adapter, its size, and the base it needs."""
+    if "adapter" not in config:
+        return []
+    from gptlab.adapters import adapter_config, adapter_state
+    from gptlab.commands.finetune_runs import describe_adapter
+
+    base = config["base"]
+    saved = sum(t.numel() for t in adapter_state(model).values())
+    return [
+        ("adapter", describe_adapter(adapter_config(config["adapter"]))),
+        ("saved", f"{saved:,} parameters (the adapter and any new head; the base is not copied)"),
+        ("base", f"{base['source']} ({base['kind']}), sha256 {base.get('sha256', '?')[:16]}..."),
+    ]
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -197,6 +215,7 @@ def run_info(args: argparse.Namespace) -> int:
             f"{model.num_params():,} ({model.num_params() / 1e6:.1f}M; tied embedding counted once)",
         ),
         ("size on disk", f"{size / 2**20:,.1f} MiB" if size else "n/a"),
+        *_adapter_rows(model, info.get("config", {})),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
