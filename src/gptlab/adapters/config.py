@@ -45,6 +45,12 @@ class LoRAConfig:
     def to_dict(self) -> dict:
         return {"type": "lora", **dataclasses.asdict(self), "targets": list(self.targets)}
 
+    def describe(self) -> str:
+        return (
+            f"LoRA r={self.r}, alpha={self.alpha:g}, dropout={self.dropout:g} on "
+            f"{','.join(self.targets)}"
+        )
+
     @classmethod
     def parse(cls, text: str) -> LoRAConfig:
         """`r=16,alpha=16,dropout=0.05,targets=c_attn,c_fc`: every key optional; the names after
@@ -100,6 +106,9 @@ class PromptTuningConfig:
 
     def to_dict(self) -> dict:
         return {"type": "prompt", **dataclasses.asdict(self)}
+
+    def describe(self) -> str:
+        return f"prompt tuning, {self.num_tokens} virtual tokens ({self.init} init)"
 
 
 def adapter_config(values: dict) -> LoRAConfig | PromptTuningConfig:

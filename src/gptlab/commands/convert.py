@@ -178,12 +178,11 @@ def _adapter_rows(model, config: dict) -> list[tuple[str, str]]:
     if "adapter" not in config:
         return []
     from gptlab.adapters import adapter_config, adapter_state
-    from gptlab.commands.finetune_runs import describe_adapter
 
     base = config["base"]
     saved = sum(t.numel() for t in adapter_state(model).values())
     return [
-        ("adapter", describe_adapter(adapter_config(config["adapter"]))),
+        ("adapter", adapter_config(config["adapter"]).describe()),
         ("saved", f"{saved:,} parameters (the adapter and any new head; the base is not copied)"),
         ("base", f"{base['source']} ({base['kind']}), sha256 {base.get('sha256', '?')[:16]}..."),
     ]

@@ -221,7 +221,6 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         adapter_defaults,
         adapter_room,
         adapter_settings,
-        describe_adapter,
         new_run_dir,
         resumed_config,
         run_steps,
@@ -363,7 +362,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         truncated = sum(examples.truncated for examples in data.splits.values())
         print(
             f"fine-tuning {trainable:,} of {total:,} parameters "
-            f"({describe_adapter(adapter_config(adapter_section)) if adapter_section else finetune['train']}) "
+            f"({adapter_config(adapter_section).describe() if adapter_section else finetune['train']}) "
             f"of {base['source']} to classify {', '.join(data.names)} on {device} ({trainer.dtype}); "
             f"{spec.data}: {counts} examples"
             + (f", {truncated:,} cut to {max_length} tokens" if truncated else "")

@@ -117,7 +117,6 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
     from gptlab.commands.finetune_runs import (
         adapter_defaults,
         adapter_settings,
-        describe_adapter,
         new_run_dir,
         resumed_config,
         run_steps,
@@ -229,11 +228,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         padding = padding_report(data.splits["train"].lengths, batches.batch_size, probe.seed)
         print(
             f"instruction-tuning {base['source']}"
-            + (
-                f" ({trainable:,} of {total:,} parameters: {describe_adapter(adapter)})"
-                if adapter
-                else ""
-            )
+            + (f" ({trainable:,} of {total:,} parameters: {adapter.describe()})" if adapter else "")
             + f" on {device} ({trainer.dtype}), loss on {learned}; "
             f"{spec.data}: {counts} examples{cut}; {train_cfg.max_iters} steps "
             f"({epochs:g} epochs of {batches.batches_per_epoch} batches, bucketed by length: "

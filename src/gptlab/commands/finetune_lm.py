@@ -122,7 +122,6 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
     from gptlab.commands.finetune_runs import (
         adapter_defaults,
         adapter_settings,
-        describe_adapter,
         new_run_dir,
         resumed_config,
     )
@@ -194,7 +193,7 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
             else ""
         )
         what = (
-            f"{trainable:,} of {total:,} parameters ({describe_adapter(adapter)})"
+            f"{trainable:,} of {total:,} parameters ({adapter.describe()})"
             if adapter is not None
             else f"{model.num_params() / 1e6:.2f}M parameters"
         )

@@ -160,14 +160,3 @@ def adapter_defaults(defaults: dict, adapter) -> dict:
 def adapter_room(adapter) -> int:
     """Positions of the context an adapter takes (a prompt's virtual tokens)."""
     return getattr(adapter, "num_tokens", 0)
-
-
-def describe_adapter(adapter) -> str:
-    """How a run's print line names its adapter."""
-    values = adapter.to_dict()
-    if values["type"] == "lora":
-        return (
-            f"LoRA r={adapter.r}, alpha={adapter.alpha:g}, dropout={adapter.dropout:g} on "
-            f"{','.join(adapter.targets)}"
-        )
-    return f"prompt tuning, {adapter.num_tokens} virtual tokens ({adapter.init} init)"

@@ -53,6 +53,11 @@ def describe(spec: str, model, tokenizer, info: dict) -> str:
         shown = ", ".join(labels[:CLASSES_SHOWN])
         more = f" and {len(labels) - CLASSES_SHOWN} more" if len(labels) > CLASSES_SHOWN else ""
         task = f"classifier: {shown}{more} · "
+    config = info.get("config", {})
+    if "adapter" in config:
+        from gptlab.adapters import adapter_config
+
+        task += f"{adapter_config(config['adapter']).describe()} on {config['base']['source']} · "
     return (
         f"**{spec}** · {task}{model.num_params() / 1e6:.2f}M parameters · "
         f"{c.n_layer} layers · context {c.context_length} tokens · {tokenizer.kind} tokenizer "
