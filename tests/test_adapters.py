@@ -155,6 +155,26 @@ def test_several_adapters_share_one_base_and_switch():
     assert adapter_names(model) == ["second"]
 
 
+def test_a_failed_switch_changes_no_layer():
+    model = tiny_gpt()
+    add_lora(model, LoRAConfig(r=2, targets=("c_fc",)), name="a")
+    add_lora(model, LoRAConfig(r=2, targets=("c_attn", "c_fc")), name="b")
+    set_adapter(model, "a")
+    merge_lora(model)
+    with pytest.raises(ConfigError, match="unmerge"):
+        set_adapter(model, "b")
+    assert model.h[0].attn.c_attn.lora.active is None
+    assert model.h[0].attn.c_attn.lora.hook is None
+
+
+def test_float32_adapters_run_on_a_bfloat16_base():
+    model = tiny_gpt().to(torch.bfloat16)
+    add_lora(model, LoRAConfig(r=2))
+    randomize_adapters(model)
+    logits = logits_of(model, tokens())
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+
+
 def test_freeze_base_trains_only_the_adapter_and_a_new_head():
     model = GPTClassifier(tiny_gpt(), ClassifierConfig(labels=["a", "b"]))
     add_lora(model, LoRAConfig(r=2, targets=("c_attn",)))

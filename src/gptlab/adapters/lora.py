@@ -76,6 +76,9 @@ class LoRA(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The update (..., out) for the input x (..., in)."""
+        a = self.A[next(iter(self.A))]
+        if x.dtype != a.dtype and not torch.is_autocast_enabled(x.device.type):
+            x = x.to(a.dtype)  # a bf16 base with float32 adapters (autocast would cast itself)
         x = self.dropout(x)
         if len(self.segments) == 1:  # the common case: one A and B over every output
             return (
@@ -116,7 +119,7 @@ class LoRALayer(nn.ModuleDict):
 
 def _add_update(linear: nn.Module, args: tuple, output: Tensor) -> Tensor:
     """The forward hook on a targeted Linear: its output plus the active adapter's update."""
-    return output + linear.lora(args[0])
+    return output + linear.lora(args[0]).to(output.dtype)
 
 
 # -- attaching ------------------------------------------------------------------------------
@@ -222,10 +225,10 @@ def set_adapter(model: nn.Module, name: str | None) -> None:
         raise ConfigError(
             f"no adapter named {name!r} (the model has: {', '.join(adapter_names(model)) or 'none'})"
         )
+    if any(linear.lora.merged for linear in layers.values()):  # check all before changing any
+        raise ConfigError("unmerge the merged adapter (unmerge_lora) before switching")
     for linear in layers.values():
         layer = linear.lora
-        if layer.merged:
-            raise ConfigError("unmerge the merged adapter (unmerge_lora) before switching")
         layer.active = name if name in layer else None
         _set_hook(linear)
 
