@@ -100,7 +100,7 @@ def target(x):
     return pretrained(x) + x @ true_delta.t()
 
 
-def train_adapter(r: int, steps: int = quick_or_full(300, 1000)):
+def train_adapter(r: int, steps: int = quick_or_full(200, 1000)):
     torch.manual_seed(1)
     layer = LoRALinear(copy.deepcopy(pretrained), r=r, alpha=r)
     optimizer = torch.optim.Adam([layer.A, layer.B], lr=1e-2)
@@ -206,7 +206,12 @@ def accuracy(model, rows, skip: int):
 config = GPTConfig(vocab_size=18, context_length=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
 torch.manual_seed(3)
 base = GPT(config)
-mixed = lambda: torch.cat([sequences(1, 16), sequences(2, 16)])  # noqa: E731
+
+
+def mixed():
+    return torch.cat([sequences(1, 16), sequences(2, 16)])  # (32, T): half +1, half +2
+
+
 train(base, mixed, base.parameters(), steps=quick_or_full(300, 1000))
 test_plus1, test_plus2 = sequences(1, 256), sequences(2, 256)
 base_accuracy = min(accuracy(base, test_plus1, 1), accuracy(base, test_plus2, 1))
@@ -236,7 +241,9 @@ adapted_layers = add_lora(
 )
 print("adapted layers:", adapted_layers[:4], "...")
 print("a base name is unchanged:", "h.0.attn.c_attn.weight" in dict(model.named_parameters()))
-print("the adapter's tensors:", [n for n, _ in model.named_parameters() if "h.0.attn.c_attn" in n])
+print(
+    "h.0.attn.c_attn's tensors:", [n for n, _ in model.named_parameters() if ".0.attn.c_attn" in n]
+)
 same_at_start = torch.equal(model(test_plus3)[0], base(test_plus3)[0])
 trainable, total = freeze_base(model)
 print(f"LoRA trains {trainable:,} of {total:,} parameters ({trainable / total:.1%})")
@@ -249,8 +256,8 @@ print(f"+3 accuracy: base {before:.1%}, after LoRA {lora_accuracy:.1%}")
 full = copy.deepcopy(base)
 train(full, plus3, full.parameters())
 full_accuracy = accuracy(full, test_plus3, 1)
-full_count = sum(p.numel() for p in full.parameters())
-print(f"full fine-tuning: {full_count:,} trainable, +3 accuracy {full_accuracy:.1%}")
+gpt_count = sum(p.numel() for p in full.parameters())
+print(f"full fine-tuning: {gpt_count:,} trainable, +3 accuracy {full_accuracy:.1%}")
 
 # %% [markdown]
 # ## Merging
@@ -365,7 +372,8 @@ assert frozen_kept
 assert sizes["1"][-1] > 3 * sizes["1"][0], "unscaled, the update grows with the rank"
 assert sizes["alpha/r"][-1] < sizes["alpha/r"][0], "divided by r, it no longer does"
 assert base_accuracy > 0.95
-assert same_at_start and before < 0.5 and lora_accuracy > 0.9
+assert same_at_start and before < 0.5 and lora_accuracy > 0.9 and full_accuracy > 0.9
+assert gpt_count == total - trainable, "full fine-tuning trains every weight of the base"
 assert trainable == 2 * 4 * (128 + 64 + 160 + 160), "blocks x r x (in + out) of 4 layers"
 assert merged_layers == 4 * config.n_layer and hooks_after_merge == 0
 assert torch.allclose(hooked, merged, atol=1e-5) and torch.allclose(hooked, unmerged, atol=1e-5)
