@@ -4,9 +4,12 @@
 - `plot_positions`: positional-encoding tables and the cosine similarity of positions;
 - `plot_attention`: attention weights of a prompt, per layer and head;
 - `plot_curves`: loss and learning rate from a run's metrics.jsonl;
-- `confusion_matrix_figure`: a classifier's confusion matrix, from its evaluation report.
+- `confusion_matrix_figure`: a classifier's confusion matrix, from its evaluation report;
+- `plot_update_spectrum`: how much of a full fine-tune's weight update the top r singular
+  directions hold (`update_spectrum`), the bet LoRA makes.
 """
 
+from gptlab.viz.adapters import plot_update_spectrum, update_spectrum
 from gptlab.viz.attention import attention_weights, plot_attention
 from gptlab.viz.classification import confusion_matrix_figure, read_report
 from gptlab.viz.curves import plot_curves, read_metrics
@@ -21,7 +24,9 @@ __all__ = [
     "plot_curves",
     "plot_embeddings",
     "plot_positions",
+    "plot_update_spectrum",
     "project_2d",
     "read_metrics",
     "read_report",
+    "update_spectrum",
 ]
