@@ -86,28 +86,37 @@ PER_PROJECTION = "r=16,alpha=16,targets=q,k,v,c_proj,c_fc"
 
 @dataclass
 class Method:
-    """One fine-tuning configuration: its flags for each task (None: not for that task)."""
+    """One fine-tuning configuration: its flags and notes for each task (flags None: not run)."""
 
     name: str
     lr_kind: str
     classify: tuple[str, ...] | None
     instruct: tuple[str, ...] | None
-    note: str = ""
+    notes: tuple[str, str] = ("", "")  # classify's, instruct's
 
 
 METHODS = [
     Method("full fine-tuning", "all", ("--train", "all"), ()),
-    Method("last block", "last-block", ("--train", "last-block"), None),
+    Method(
+        "last block",
+        "last-block",
+        ("--train", "last-block"),
+        None,
+        ("", "`finetune instruct` has no --train"),
+    ),
     *(
         Method(f"LoRA r={r}", "lora", ("--lora", f"r={r}"), ("--lora", f"r={r}"))
         for r in (4, 8, 16)
     ),
     Method(
-        "LoRA r=16 per projection (q, k, v, c_proj, c_fc, score)",
+        "LoRA r=16 per projection",
         "lora",
         ("--lora", PER_PROJECTION + ",score"),
-        ("--lora", PER_PROJECTION),  # a language model has no score head
-        REFERENCE,
+        ("--lora", PER_PROJECTION),
+        (
+            f"q, k, v, c_proj, c_fc, score; {REFERENCE}",
+            "q, k, v, c_proj, c_fc (a language model has no score head)",
+        ),
     ),
     Method(
         "prompt tuning, 20 tokens", "prompt", ("--prompt-tuning", "20"), ("--prompt-tuning", "20")
@@ -177,16 +186,18 @@ def finetune_run(task: str, method: Method, lr: float, base: str, folder: Path, 
     argv = ["finetune", task, base, "--data", DATA[task], "--out", str(run),
             "--device", args.device, "--no-tensorboard", "--lr", f"{lr:g}", "--min-lr",
             f"{lr / 10:g}", *getattr(method, task), *args.finetune_extra]  # fmt: skip
+    start = time.perf_counter()
     with open(log, "w") as file:
         status = subprocess.run(
             [sys.executable, __file__, "--child", str(report_path), *argv],
             stdout=file,
             stderr=subprocess.STDOUT,
         ).returncode
+    seconds = time.perf_counter() - start
     text = log.read_text(errors="replace")
     found = TEST_FIGURE[task].search(text)
     if status or not found:
-        tail = "\n    ".join(text.strip().splitlines()[-8:])
+        tail = "\n    ".join(text.strip().splitlines()[-3:])
         print(
             f"  {task}, {method.name}: failed (exit {status}); gptlab {' '.join(argv)}\n    {tail}"
         )
@@ -205,7 +216,8 @@ def finetune_run(task: str, method: Method, lr: float, base: str, folder: Path, 
         "steps": len(report["step_seconds"]),
         "test_accuracy" if task == "classify" else "test_loss": float(found.group(1))
         / (100 if task == "classify" else 1),
-        "note": method.note if task == "classify" else "",
+        "note": method.notes[task == "instruct"],
+        "seconds": seconds,
     }
     figure = (
         f"test accuracy {result['test_accuracy']:.2%}"
@@ -214,7 +226,7 @@ def finetune_run(task: str, method: Method, lr: float, base: str, folder: Path, 
     )
     print(
         f"  {task}, {method.name}: {result['trainable']:,} trainable, {figure}, "
-        f"{result['step_ms']:.1f} ms/step, {result['peak_mib']:,.0f} MiB",
+        f"{result['step_ms']:.1f} ms/step, {result['peak_mib']:,.0f} MiB, {seconds:.0f} s",
         flush=True,
     )
     return result
@@ -252,7 +264,7 @@ def quality(args, device) -> list[dict]:
         for task in ("classify", "instruct"):
             for method in METHODS:
                 if getattr(method, task) is None:
-                    rows.append({"task": task, "method": method.name, "note": "n/a: no --train"})
+                    rows.append({"task": task, "method": method.name, "note": method.notes[1]})
                     continue
                 rows.append(finetune_run(task, method, lrs[method.lr_kind], base, folder, args))
     print(
