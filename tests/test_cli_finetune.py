@@ -146,7 +146,7 @@ def test_finetune_writes_a_classification_run_directory(run, messages):
 def test_finetune_prints_its_trainable_and_total_parameters(finetuned):
     model = GPTClassifier(GPT(BODY), ClassifierConfig(labels=LABELS))
     trainable, total = freeze(model, "last-block")
-    assert f"{trainable / 1e6:.2f}M of {total / 1e6:.2f}M parameters (last-block)" in finetuned[1]
+    assert f"{trainable:,} of {total:,} parameters (last-block)" in finetuned[1]
 
 
 def test_eval_reports_accuracy_f1_per_class_and_the_confusion_matrix(run):

@@ -23,6 +23,7 @@ COMMANDS = [
     "compare",
     "data",
     "convert",
+    "merge",
     "viz",
     "demo",
 ]

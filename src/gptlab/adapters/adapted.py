@@ -55,6 +55,13 @@ def is_adapted(model: nn.Module) -> bool:
     return adapter_kind(model) is not None
 
 
+def base_config(model: nn.Module):
+    """The GPTConfig of the model's own GPT, whatever wraps it (a prompt's wrapper reports the
+    context left after the prompt; a run's config records the GPT's)."""
+    body = getattr(model, "transformer", model)
+    return getattr(body, "gpt", body).config
+
+
 def _is_adapter_tensor(name: str) -> bool:
     return ".lora." in name or name.endswith("wte.prompt")
 
@@ -84,11 +91,14 @@ def adapter_state(model: nn.Module) -> dict[str, Tensor]:
 
 
 def base_checksum(model: nn.Module) -> str:
-    """sha256 of a model's weights (names, dtypes, shapes and values), each tensor once."""
+    """sha256 of a model's own weights (names, dtypes, shapes and values), each tensor once;
+    adapter tensors, if any are attached, are not the base's and are left out."""
     from gptlab.training.checkpoint import unique_state_dict
 
     digest = hashlib.sha256()
     for name, tensor in sorted(unique_state_dict(model).items()):
+        if _is_adapter_tensor(name):
+            continue
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())

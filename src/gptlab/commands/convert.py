@@ -10,11 +10,17 @@ EXPORT_EXAMPLES = """\
 examples:
   gptlab export runs/shakespeare --out exported/shakespeare
   python -c "from transformers import GPT2LMHeadModel; GPT2LMHeadModel.from_pretrained('exported/shakespeare')"
+
+  gptlab export runs/spam-lora --out exported/spam-lora            # base + peft adapter
+  python -c "from peft import PeftModel; from transformers import GPT2ForSequenceClassification as M;
+             PeftModel.from_pretrained(M.from_pretrained('exported/spam-lora'), 'exported/spam-lora/adapter')"
+  gptlab export runs/spam-lora --merged --out exported/spam-merged # one plain model
 """
 IMPORT_EXAMPLES = """\
 examples:
   gptlab import gpt2 --out runs/gpt2                 # from the Hugging Face hub
   gptlab import path/to/hf_gpt2_folder --out runs/mine
+  gptlab import path/to/peft_adapter --base gpt2 --out runs/adapted   # a peft LoRA or prompt
 """
 INFO_EXAMPLES = """\
 examples:
@@ -36,20 +42,34 @@ def add_parser(subparsers) -> None:
         "model", metavar="RUN_DIR", help="a run directory, Hugging Face folder or model name"
     )
     parser.add_argument("--out", required=True, help="folder to write")
+    parser.add_argument(
+        "--merged",
+        action="store_true",
+        help="for a LoRA run: write one plain model with the adapter merged into its weights, "
+        "instead of the base and a peft adapter",
+    )
     parser.set_defaults(run=run_export, command="export")
 
     parser = subparsers.add_parser(
         "import",
         help="make a run directory from a Hugging Face GPT-2 checkpoint",
         description="Make a gptlab run directory from a GPT-2 checkpoint: a model name on the Hugging "
-        "Face hub (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a local Hugging Face folder.",
+        "Face hub (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a local Hugging Face folder; or, from "
+        "a peft adapter folder (LoRA or prompt tuning), an adapter run on its base.",
         epilog=IMPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "model", metavar="NAME_OR_DIR", help="a model name or a Hugging Face folder"
+        "model",
+        metavar="NAME_OR_DIR",
+        help="a model name, a Hugging Face folder, or a peft adapter folder",
     )
     parser.add_argument("--out", required=True, help="run directory to create")
+    parser.add_argument(
+        "--base",
+        help="for a peft adapter: its base model (a name, Hugging Face folder or run directory; "
+        "default: the adapter config's base_model_name_or_path)",
+    )
     parser.set_defaults(run=run_import, command="import")
 
     parser = subparsers.add_parser(
@@ -67,10 +87,20 @@ def add_parser(subparsers) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from gptlab.adapters import adapter_kind, merged_model
+    from gptlab.errors import ConfigError
     from gptlab.pretrained import export_hf, load_model
 
     model, tokenizer, info = load_model(args.model)
-    out = export_hf(model, tokenizer, args.out)
+    kind = adapter_kind(model)
+    if args.merged and kind != "lora":
+        raise ConfigError(
+            f"--merged folds a LoRA adapter into the weights; {args.model} has "
+            + ("a soft prompt, which cannot be merged" if kind else "no adapter")
+        )
+    if kind is not None and not args.merged:
+        return _export_adapter(model, tokenizer, info, args.out)
+    out = export_hf(merged_model(model) if args.merged else model, tokenizer, args.out)
     note = (
         ""
         if tokenizer.kind == "gpt2"
@@ -83,7 +113,23 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_adapter(model, tokenizer, info: dict, out: str) -> int:
+    from gptlab.adapters.peft_format import ADAPTER_DIR, export_peft
+
+    out = export_peft(model, tokenizer, info["config"], out)
+    architecture = (
+        "GPT2ForSequenceClassification" if info["task"] == "classify" else "GPT2LMHeadModel"
+    )
+    print(
+        f"wrote {out} (the base) and {out / ADAPTER_DIR} (the adapter, in peft's format); load "
+        f"them with PeftModel.from_pretrained({architecture}.from_pretrained({str(out)!r}), "
+        f"{str(out / ADAPTER_DIR)!r})"
+    )
+    return 0
+
+
 def run_import(args: argparse.Namespace) -> int:
+    from gptlab.adapters.peft_format import CONFIG_FILE as PEFT_CONFIG
     from gptlab.errors import ConfigError
     from gptlab.pretrained import load_model
     from gptlab.runs import task_sections, write_run_config
@@ -92,6 +138,8 @@ def run_import(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / MODEL_FILE).exists() or (out / STATE_FILE).exists():
         raise ConfigError(f"{out} already holds a model; choose another --out")
+    if args.base is not None or (Path(args.model) / PEFT_CONFIG).is_file():
+        return _import_adapter(args.model, args.base, out)
     model, tokenizer, info = load_model(args.model)
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model, out / MODEL_FILE, {"source": info["source"]})
@@ -101,6 +149,44 @@ def run_import(args: argparse.Namespace) -> int:
     )
     print(f"wrote run directory {out} ({model.num_params():,} parameters) from {info['source']}")
     return 0
+
+
+def _import_adapter(folder: str, base: str | None, out: Path) -> int:
+    from gptlab.adapters import freeze_base
+    from gptlab.adapters.adapted import base_config
+    from gptlab.adapters.peft_format import load_peft
+    from gptlab.runs import write_run_config
+    from gptlab.training.checkpoint import MODEL_FILE, TOKENIZER_DIR, save_weights
+
+    model, tokenizer, sections = load_peft(folder, base)
+    trainable, total = freeze_base(model)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out / MODEL_FILE, {"source": str(folder)})
+    tokenizer.save(out / TOKENIZER_DIR)
+    write_run_config(
+        out, base_config(model), train={}, data={"imported_from": str(folder)}, **sections
+    )
+    print(
+        f"wrote adapter run directory {out} ({trainable:,} adapter parameters of {total:,}) "
+        f"from {folder} on {sections['base']['source']}"
+    )
+    return 0
+
+
+def _adapter_rows(model, config: dict) -> list[tuple[str, str]]:
+    """What `info` adds for an adapter run: the adapter, its size, and the base it needs."""
+    if "adapter" not in config:
+        return []
+    from gptlab.adapters import adapter_config, adapter_state
+    from gptlab.commands.finetune_runs import describe_adapter
+
+    base = config["base"]
+    saved = sum(t.numel() for t in adapter_state(model).values())
+    return [
+        ("adapter", describe_adapter(adapter_config(config["adapter"]))),
+        ("saved", f"{saved:,} parameters (the adapter and any new head; the base is not copied)"),
+        ("base", f"{base['source']} ({base['kind']}), sha256 {base.get('sha256', '?')[:16]}..."),
+    ]
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -129,6 +215,7 @@ def run_info(args: argparse.Namespace) -> int:
             f"{model.num_params():,} ({model.num_params() / 1e6:.1f}M; tied embedding counted once)",
         ),
         ("size on disk", f"{size / 2**20:,.1f} MiB" if size else "n/a"),
+        *_adapter_rows(model, info.get("config", {})),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

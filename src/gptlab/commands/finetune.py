@@ -17,6 +17,8 @@ examples:
   gptlab finetune classify runs/gpt2-mini --data sms-spam --train all --lr 1e-4 --epochs 8
   gptlab finetune classify gpt2 --data reviews.csv --text-column review --label-column stars
   gptlab finetune classify gpt2 --data tickets.jsonl --train last-2 --monitor accuracy --patience 3
+  gptlab finetune classify gpt2 --data sms-spam --lora targets=q,k,v,c_proj,c_fc,score
+  gptlab finetune classify runs/gpt2-mini --data sms-spam --prompt-tuning 20 --out runs/spam-prompt
   gptlab finetune classify --resume runs/spam --max-iters 1000
 then:
   gptlab eval runs/spam                          # accuracy, F1, confusion matrix on the test split
@@ -53,6 +55,7 @@ UNUSED_TRAIN_FIELDS = ("eval_iters",)
 
 def add_parser(subparsers) -> None:
     from gptlab.commands import finetune_lm
+    from gptlab.commands.finetune_runs import add_adapter_flags
     from gptlab.commands.train import add_field_flag
     from gptlab.config import PADDING_SIDES, POOLINGS
     from gptlab.training.config import TrainConfig
@@ -162,6 +165,7 @@ def add_parser(subparsers) -> None:
     classify.add_argument(
         "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
     )
+    add_adapter_flags(classify)
     train = classify.add_argument_group("training")
     for field in dataclasses.fields(TrainConfig):
         if field.name not in UNUSED_TRAIN_FIELDS:
@@ -211,7 +215,17 @@ def _fractions(text: str) -> tuple[float, float, float]:
 def _classify(settings: dict, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.commands.finetune_runs import new_run_dir, resumed_config, run_steps
+    from gptlab.adapters import adapter_config, attach, freeze_base
+    from gptlab.adapters.adapted import base_config, base_record
+    from gptlab.commands.finetune_runs import (
+        adapter_defaults,
+        adapter_room,
+        adapter_settings,
+        describe_adapter,
+        new_run_dir,
+        resumed_config,
+        run_steps,
+    )
     from gptlab.commands.train import fit, training_device
     from gptlab.models.gpt import GPT
     from gptlab.pretrained import is_classifier, load_model
@@ -238,9 +252,10 @@ def _classify(settings: dict, tensorboard: bool) -> int:
     from gptlab.training.trainer import Trainer
 
     train_over, data_over, rest = _split(settings)
+    adapter = adapter_settings(rest)
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = resumed_config(run_dir, "classify", {**data_over, **rest})
+        saved = resumed_config(run_dir, "classify", {**data_over, **rest}, adapter)
         spec = DataSpec.from_dict(saved["data"])
         finetune = saved["finetune"]
         epochs = rest.get("epochs", finetune["epochs"])
@@ -248,29 +263,37 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         model = build_model(saved)
         tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
         base = saved["base"]
+        adapter_section = saved.get("adapter")
     else:
         spec = DataSpec(**data_over)
         run_dir = new_run_dir(rest, f"runs/classify-{Path(spec.data).stem}")
         finetune = {
-            "train": rest.get("policy", "last-block"),
+            "train": adapter.to_dict()["type"] if adapter else rest.get("policy", "last-block"),
             "epochs": rest.get("epochs", EPOCHS),
             "monitor": rest.get("monitor", "loss"),
         }
         epochs = finetune["epochs"]
         if epochs <= 0:
             raise ConfigError(f"--epochs must be positive, got {epochs}")
-        train_values = {**CLASSIFY_DEFAULTS, **train_over}
+        train_values = {**adapter_defaults(CLASSIFY_DEFAULTS, adapter), **train_over}
         pretrained, tokenizer, info = load_model(rest["model"])
         body = pretrained.transformer if is_classifier(pretrained) else pretrained
+        # an adapter's base is referenced, with a checksum of its weights, never copied
+        base = (
+            base_record(info, body) if adapter else {"source": info["source"], "kind": info["kind"]}
+        )
+        adapter_section = adapter.to_dict() if adapter else None
         if "dropout" in rest:  # dropout rates are fixed when modules are built: build it again
             state = body.state_dict()
             body = GPT(dataclasses.replace(body.config, dropout=rest["dropout"]))
             body.load_state_dict(state)
-        base = {"source": info["source"], "kind": info["kind"]}
         model = None  # made once the classes are known, from the data
 
     probe = TrainConfig(**{**train_values, "max_iters": 1})  # validated before the data is read
-    max_length = model.config.context_length if model is not None else body.config.context_length
+    if model is not None:
+        max_length = model.config.context_length
+    else:
+        max_length = body.config.context_length - adapter_room(adapter)
     names = model.head.labels if model is not None else None
     data = prepare_data(spec, tokenizer, max_length, names)
     if model is None:
@@ -279,7 +302,12 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         model = classifier_from_body(
             body, data.names, pad_id, rest.get("pooling", "last"), rest.get("padding_side", "right")
         )
-    trainable, total = freeze(model, finetune["train"])
+        if adapter is not None:
+            model = attach(model, adapter, tokenizer)
+    if adapter_section is not None:
+        trainable, total = freeze_base(model)
+    else:
+        trainable, total = freeze(model, finetune["train"])
 
     device, group = training_device(probe)
     head = model.head
@@ -305,13 +333,14 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         tokenizer.save(run_dir / TOKENIZER_DIR)
         write_run_config(
             run_dir,
-            model.config,
+            base_config(model),
             train_cfg.to_dict(),
             spec.to_dict(),
             task="classify",
             classifier=head.to_dict(),
             finetune={**finetune, "epochs": epochs},
             base=base,
+            **({"adapter": adapter_section} if adapter_section else {}),
         )
     torch.manual_seed(train_cfg.seed)  # dropout's draws
     trainer = Trainer(
@@ -333,7 +362,8 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         counts = ", ".join(f"{split} {len(examples):,}" for split, examples in data.splits.items())
         truncated = sum(examples.truncated for examples in data.splits.values())
         print(
-            f"fine-tuning {trainable / 1e6:.2f}M of {total / 1e6:.2f}M parameters ({finetune['train']}) "
+            f"fine-tuning {trainable:,} of {total:,} parameters "
+            f"({describe_adapter(adapter_config(adapter_section)) if adapter_section else finetune['train']}) "
             f"of {base['source']} to classify {', '.join(data.names)} on {device} ({trainer.dtype}); "
             f"{spec.data}: {counts} examples"
             + (f", {truncated:,} cut to {max_length} tokens" if truncated else "")

@@ -40,6 +40,7 @@ UNUSED_TRAIN_FIELDS = ("eval_iters",)
 
 def add_instruct_parser(tasks) -> None:
     """`finetune instruct`, a task of `gptlab finetune` (registered by commands/finetune.py)."""
+    from gptlab.commands.finetune_runs import ADAPTER_EXAMPLES, add_adapter_flags
     from gptlab.commands.train import add_field_flag
     from gptlab.data.instructions import FORMATS
     from gptlab.training.config import TrainConfig
@@ -49,10 +50,10 @@ def add_instruct_parser(tasks) -> None:
         "instruct",
         help="an instruction follower: Alpaca prompts, loss on the responses",
         description="Fine-tune every weight of a pretrained GPT on instruction / input / output "
-        "examples written as Alpaca prompts, the loss on the response and its end-of-text only "
+        "examples (or only an adapter, with --lora or --prompt-tuning) written as Alpaca prompts, the loss on the response and its end-of-text only "
         "(unless --train-on-prompt). The data is split as the published reference does: the "
         "file's first 85% train, the next 10% test, the rest validate.",
-        epilog=INSTRUCT_EXAMPLES,
+        epilog=INSTRUCT_EXAMPLES + ADAPTER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -94,6 +95,7 @@ def add_instruct_parser(tasks) -> None:
     parser.add_argument(
         "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
     )
+    add_adapter_flags(parser)
     train = parser.add_argument_group("training")
     for field in dataclasses.fields(TrainConfig):
         if field.name not in UNUSED_TRAIN_FIELDS:
@@ -110,7 +112,16 @@ def run_instruct(args: argparse.Namespace) -> int:
 def _instruct(settings: dict, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.commands.finetune_runs import new_run_dir, resumed_config, run_steps
+    from gptlab.adapters import adapter_config, attach, freeze_base
+    from gptlab.adapters.adapted import base_config, base_record
+    from gptlab.commands.finetune_runs import (
+        adapter_defaults,
+        adapter_settings,
+        describe_adapter,
+        new_run_dir,
+        resumed_config,
+        run_steps,
+    )
     from gptlab.commands.train import fit, training_device
     from gptlab.data.instructions import padding_report
     from gptlab.pretrained import load_model
@@ -132,9 +143,10 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
     train_over = {key: value for key, value in settings.items() if key in train_keys}
     rest = {key: value for key, value in settings.items() if key not in train_keys}
     data_over = {key: rest.pop(key) for key in ("data", "format", "train_on_prompt") if key in rest}
+    adapter = adapter_settings(rest)
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = resumed_config(run_dir, "instruct", {**data_over, **rest})
+        saved = resumed_config(run_dir, "instruct", {**data_over, **rest}, adapter)
         spec = InstructionSpec.from_dict(saved["data"])
         finetune = saved["finetune"]
         epochs = rest.get("epochs", finetune["epochs"])
@@ -142,16 +154,23 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         model = build_model(saved)
         tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
         base = saved["base"]
+        adapter = adapter_config(saved["adapter"]) if "adapter" in saved else None
     else:
         spec = InstructionSpec(**data_over)
         run_dir = new_run_dir(rest, f"runs/instruct-{Path(spec.data).stem}")
         epochs = rest.get("epochs", EPOCHS)
         if epochs <= 0:
             raise ConfigError(f"--epochs must be positive, got {epochs}")
-        finetune = {"train": "all", "epochs": epochs}
-        train_values = {**INSTRUCT_DEFAULTS, **train_over}
+        finetune = {"train": adapter.to_dict()["type"] if adapter else "all", "epochs": epochs}
+        train_values = {**adapter_defaults(INSTRUCT_DEFAULTS, adapter), **train_over}
         model, tokenizer, info = load_model(rest["model"], task="lm")
-        base = {"source": info["source"], "kind": info["kind"]}
+        if adapter is None:
+            base = {"source": info["source"], "kind": info["kind"]}
+        else:  # referenced, with a checksum of its weights, never copied
+            base = base_record(info, model)
+            model = attach(model, adapter, tokenizer)
+    if adapter is not None:  # before the trainer: its optimizer takes what trains
+        trainable, total = freeze_base(model)
 
     probe = TrainConfig(**{**train_values, "max_iters": 1})  # validated before the data is read
     if tokenizer.eos_id is None:
@@ -179,12 +198,13 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         sizes = {split: len(examples) for split, examples in data.splits.items()}
         write_run_config(
             run_dir,
-            model.config,
+            base_config(model),
             train_cfg.to_dict(),
             {**spec.to_dict(), "sizes": sizes},
             task="instruct",
             finetune={**finetune, "epochs": epochs},
             base=base,
+            **({"adapter": adapter.to_dict()} if adapter else {}),
         )
     torch.manual_seed(train_cfg.seed)  # dropout's draws
     trainer = Trainer(
@@ -208,7 +228,13 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         learned = "prompts and responses" if spec.train_on_prompt else "responses only"
         padding = padding_report(data.splits["train"].lengths, batches.batch_size, probe.seed)
         print(
-            f"instruction-tuning {base['source']} on {device} ({trainer.dtype}), loss on {learned}; "
+            f"instruction-tuning {base['source']}"
+            + (
+                f" ({trainable:,} of {total:,} parameters: {describe_adapter(adapter)})"
+                if adapter
+                else ""
+            )
+            + f" on {device} ({trainer.dtype}), loss on {learned}; "
             f"{spec.data}: {counts} examples{cut}; {train_cfg.max_iters} steps "
             f"({epochs:g} epochs of {batches.batches_per_epoch} batches, bucketed by length: "
             f"{padding['bucketed']:,} padding tokens an epoch, not {padding['pad_to_longest']:,}) "

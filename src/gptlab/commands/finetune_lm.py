@@ -46,6 +46,7 @@ VAL_FRACTION = 0.1
 
 def add_parser(tasks) -> None:
     """`finetune lm`, a task of `gptlab finetune` (gptlab.commands.finetune)."""
+    from gptlab.commands.finetune_runs import ADAPTER_EXAMPLES, add_adapter_flags
     from gptlab.commands.train import add_field_flag
     from gptlab.training.config import TrainConfig
 
@@ -57,7 +58,7 @@ def add_parser(tasks) -> None:
         "corpus, with the model's own tokenizer and a lower learning rate than pretraining; "
         "the best checkpoint by validation loss on the new corpus is kept. The run directory is "
         "a language-model run like those of gptlab train: gptlab eval, sample and export read it.",
-        epilog=LM_EXAMPLES,
+        epilog=LM_EXAMPLES + ADAPTER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -97,6 +98,7 @@ def add_parser(tasks) -> None:
     parser.add_argument(
         "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
     )
+    add_adapter_flags(parser)
     train = parser.add_argument_group("training")
     for field in dataclasses.fields(TrainConfig):
         add_field_flag(train, field, TrainConfig, LM_DEFAULTS)
@@ -115,7 +117,15 @@ def run(args: argparse.Namespace) -> int:
 def _finetune(settings: dict, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.commands.finetune_runs import new_run_dir, resumed_config
+    from gptlab.adapters import adapter_config, freeze_base
+    from gptlab.adapters.adapted import base_config
+    from gptlab.commands.finetune_runs import (
+        adapter_defaults,
+        adapter_settings,
+        describe_adapter,
+        new_run_dir,
+        resumed_config,
+    )
     from gptlab.commands.train import fit, lm_trainer, token_data, training_device
     from gptlab.data.text import resolve_text
     from gptlab.runs import build_model, write_run_config
@@ -127,13 +137,15 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
     train_keys = {field.name for field in dataclasses.fields(TrainConfig)}
     train_over = {key: value for key, value in settings.items() if key in train_keys}
     rest = {key: value for key, value in settings.items() if key not in train_keys}
+    adapter = adapter_settings(rest)
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = resumed_config(run_dir, "lm", rest)
+        saved = resumed_config(run_dir, "lm", rest, adapter)
         train_cfg = TrainConfig(**{**saved["train"], **train_over})
         data_cfg, base, finetune = saved["data"], saved["base"], saved["finetune"]
         text_path = resolve_text(data_cfg["data"])
         model, tokenizer = build_model(saved), load_tokenizer(run_dir / TOKENIZER_DIR)
+        adapter = adapter_config(saved["adapter"]) if "adapter" in saved else None
     else:
         data_cfg = {
             "data": rest["data"],
@@ -141,15 +153,17 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
             "val_fraction": rest.get("val_fraction", VAL_FRACTION),
         }
         run_dir = new_run_dir(rest, f"runs/finetune-{Path(rest['data']).stem}")
-        train_cfg = TrainConfig(**{**LM_DEFAULTS, **train_over})
+        train_cfg = TrainConfig(**{**adapter_defaults(LM_DEFAULTS, adapter), **train_over})
         text_path = resolve_text(data_cfg["data"])  # a missing corpus fails before the model loads
-        model, tokenizer, base = _base_model(rest["model"], rest)
+        model, tokenizer, base = _base_model(rest["model"], rest, adapter)
         finetune = {
             "base_context_length": base.pop("context_length"),
             "context_length": model.config.context_length,
             "dropout": model.config.dropout,
         }
 
+    if adapter is not None:  # before the trainer: its optimizer takes what trains
+        trainable, total = freeze_base(model)
     device, group = training_device(train_cfg)
     data = token_data(text_path, tokenizer, data_cfg["val_fraction"], model.config, train_cfg)
     if group.is_main:
@@ -157,12 +171,13 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
         tokenizer.save(run_dir / TOKENIZER_DIR)
         write_run_config(
             run_dir,
-            model.config,
+            base_config(model),
             train_cfg.to_dict(),
             data_cfg,
             task="lm",
             base=base,
             finetune=finetune,
+            **({"adapter": adapter.to_dict()} if adapter else {}),
         )
     torch.manual_seed(train_cfg.seed)  # dropout's draws
     callbacks = standard_callbacks(
@@ -178,8 +193,13 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
             if context != finetune["base_context_length"]
             else ""
         )
+        what = (
+            f"{trainable:,} of {total:,} parameters ({describe_adapter(adapter)})"
+            if adapter is not None
+            else f"{model.num_params() / 1e6:.2f}M parameters"
+        )
         print(
-            f"fine-tuning {model.num_params() / 1e6:.2f}M parameters of {base['source']} "
+            f"fine-tuning {what} of {base['source']} "
             f"({base['kind']}) on {data_cfg['data']} with its own tokenizer, on {device} "
             f"({trainer.dtype}): {len(data.train):,} train / {len(data.val):,} val tokens, "
             f"context {context}{cropped}, lr {train_cfg.lr:g}, {train_cfg.max_iters} steps "
@@ -200,9 +220,12 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
     return 0
 
 
-def _base_model(spec: str, rest: dict):
+def _base_model(spec: str, rest: dict, adapter=None):
     """(model, tokenizer, base): the language model MODEL names, with the --dropout and
-    --context-length asked for, and what `base` records of it (plus its own context length)."""
+    --context-length asked for and the adapter attached, and what `base` records of it (plus
+    its own context length; for an adapter, the checksum of its weights)."""
+    from gptlab.adapters import attach
+    from gptlab.adapters.adapted import base_record
     from gptlab.models.gpt import GPT
     from gptlab.pretrained import load_model
 
@@ -213,11 +236,13 @@ def _base_model(spec: str, rest: dict):
             "continues a language model's training (a run of gptlab train, gpt2, ...)"
         )
     base_context = model.config.context_length
+    base = base_record(info, model) if adapter else {"source": info["source"], "kind": info["kind"]}
     if "dropout" in rest:  # dropout rates are fixed when modules are built: build it again
         state = model.state_dict()
         model = GPT(dataclasses.replace(model.config, dropout=rest["dropout"]))
         model.load_state_dict(state)
     if "context_length" in rest:
         model.crop_context(rest["context_length"])
-    base = {"source": info["source"], "kind": info["kind"], "context_length": base_context}
-    return model.train(), tokenizer, base
+    if adapter is not None:
+        model = attach(model, adapter, tokenizer)
+    return model.train(), tokenizer, {**base, "context_length": base_context}

@@ -31,15 +31,16 @@ def given_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def resumed_config(run_dir: Path, task: str, changed: dict) -> dict:
+def resumed_config(run_dir: Path, task: str, changed: dict, adapter=None) -> dict:
     """The config.json of the fine-tuning run of `task` in `run_dir`; `changed` holds the
-    settings given besides training ones, of which only --epochs may change on resume."""
+    settings given besides training ones, of which only --epochs may change on resume (an
+    adapter given again is a change too)."""
     from gptlab.runs import read_run_config, run_task
 
     saved = read_run_config(run_dir)
     if "finetune" not in saved or run_task(saved) != task:
         raise ConfigError(f"{run_dir} is not {RUN_NAMES[task]} run: resume it with its own command")
-    if set(changed) - {"epochs"}:
+    if set(changed) - {"epochs"} or adapter is not None:
         raise ConfigError(
             "--resume continues a run as it was: only training settings (e.g. --max-iters) may change"
         )
@@ -64,3 +65,109 @@ def run_steps(settings: dict, train_values: dict, batches, epochs: float) -> int
     if "max_iters" in settings or ("resume" in settings and "epochs" not in settings):
         return train_values["max_iters"]
     return batches.steps_for(epochs)
+
+
+# -- adapters: the same flags and the same steps in every fine-tuning task ---------------------
+
+ADAPTER_EXAMPLES = """\
+with an adapter (the base stays frozen; the run saves only the adapter and any new head):
+  --lora                                     r=16, alpha=16, dropout=0.05 on c_attn, c_proj, c_fc
+  --lora r=8,alpha=16,targets=c_attn         one update per fused query/key/value projection
+  --lora r=16,targets=q,k,v,c_proj,c_fc      one per query, key and value, as models with separate ones
+  --prompt-tuning 20                         20 trained virtual tokens before every input
+"""
+# An adapter trains a few new parameters from scratch, with the base frozen: it takes learning
+# rates ~10x those of full fine-tuning (Hu et al. 2021 fine-tune GPT-2 with LoRA at 2e-4 for
+# 5 epochs; Lester et al. 2021 tune prompts at 0.3 with Adafactor). These apply unless --lr and
+# --min-lr are given.
+ADAPTER_LR = {"lora": (5e-4, 5e-5), "prompt": (3e-3, 3e-4)}
+
+
+def add_adapter_flags(parser) -> None:
+    """--lora and --prompt-tuning, for every `gptlab finetune TASK`."""
+    from gptlab.adapters.config import PROMPT_INITS
+
+    group = parser.add_argument_group("adapters (instead of training the model's own weights)")
+    group.add_argument(
+        "--lora",
+        nargs="?",
+        const="",
+        default=argparse.SUPPRESS,
+        metavar="SETTINGS",
+        help="train LoRA adapters: r=16,alpha=16,dropout=0.05,targets=c_attn,c_proj,c_fc (any "
+        "key may be left out; targets: module names, q/k/v, score, or globs)",
+    )
+    group.add_argument(
+        "--prompt-tuning",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="train N virtual-token embeddings before every input (prompt tuning)",
+    )
+    group.add_argument(
+        "--prompt-init",
+        choices=PROMPT_INITS,
+        default=argparse.SUPPRESS,
+        help="start the prompt from random embeddings or from those of --prompt-init-text "
+        "(default random)",
+    )
+    group.add_argument(
+        "--prompt-init-text",
+        default=argparse.SUPPRESS,
+        metavar="TEXT",
+        help="the text whose token embeddings start the prompt (implies --prompt-init text)",
+    )
+
+
+def adapter_settings(rest: dict):
+    """The LoRAConfig or PromptTuningConfig the flags in `rest` ask for (removed from it), or
+    None for none."""
+    from gptlab.adapters.config import LoRAConfig, PromptTuningConfig
+
+    lora = rest.pop("lora", None)
+    prompt = {
+        key: rest.pop(key)
+        for key in ("prompt_tuning", "prompt_init", "prompt_init_text")
+        if key in rest
+    }
+    if lora is not None and prompt:
+        raise ConfigError("choose one adapter: --lora or --prompt-tuning, not both")
+    if (lora is not None or prompt) and "policy" in rest:
+        raise ConfigError(
+            "--train chooses which of the model's weights train; with an adapter "
+            "only the adapter (and a new head) trains: leave --train out"
+        )
+    if lora is not None:
+        return LoRAConfig.parse(lora)
+    if not prompt:
+        return None
+    if "prompt_tuning" not in prompt:
+        raise ConfigError("--prompt-init and --prompt-init-text go with --prompt-tuning N")
+    text = prompt.get("prompt_init_text")
+    init = prompt.get("prompt_init", "text" if text else "random")
+    return PromptTuningConfig(num_tokens=prompt["prompt_tuning"], init=init, init_text=text)
+
+
+def adapter_defaults(defaults: dict, adapter) -> dict:
+    """A task's training defaults with the learning rates of the adapter's kind."""
+    if adapter is None:
+        return defaults
+    kind = adapter.to_dict()["type"]
+    lr, min_lr = ADAPTER_LR[kind]
+    return {**defaults, "lr": lr, "min_lr": min_lr}
+
+
+def adapter_room(adapter) -> int:
+    """Positions of the context an adapter takes (a prompt's virtual tokens)."""
+    return getattr(adapter, "num_tokens", 0)
+
+
+def describe_adapter(adapter) -> str:
+    """How a run's print line names its adapter."""
+    values = adapter.to_dict()
+    if values["type"] == "lora":
+        return (
+            f"LoRA r={adapter.r}, alpha={adapter.alpha:g}, dropout={adapter.dropout:g} on "
+            f"{','.join(adapter.targets)}"
+        )
+    return f"prompt tuning, {adapter.num_tokens} virtual tokens ({adapter.init} init)"
