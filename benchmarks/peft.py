@@ -313,30 +313,36 @@ def lora_models(config: GPTConfig):
     return ours, sibling("finetune").HFLanguageModel(peer)
 
 
-def time_steps(model, compile_: bool, batch, device, args) -> dict:
-    """Median seconds per training step over `args.reps` repetitions of `args.steps` steps, after
-    `args.warmup` steps (compilation), and the peak memory of the whole (model alone on the device)."""
+def ready_trainer(model, compile_: bool, batch, device, args) -> tuple[Trainer, float | None]:
+    """A trainer of `model` on `batch`, warmed up (compiled); and its peak memory in MiB over
+    `args.steps` steps after the warm-up: what it allocates beyond what was there before it (the
+    other contestants' weights and optimizer states), so each figure is its own."""
     if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
     config = TrainConfig(
         max_iters=10**9, batch_size=batch[0].size(0), lr=1e-4, warmup_iters=0, eval_interval=0,
         device=str(device), compile=compile_, seed=args.seed,
     )  # fmt: skip
     trainer = Trainer(model, config, train_batch=lambda step, index: batch, device=device)
-    torch.manual_seed(args.seed)  # LoRA dropout's draws
     for _ in range(args.warmup):
         trainer.train_step(config.lr)
-    seconds = []
-    for _ in range(args.reps):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            trainer.train_step(config.lr)
-        _sync(device)
-        seconds.append((time.perf_counter() - start) / args.steps)
-    peak = _mib(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
-    return {"step_ms": statistics.median(seconds) * 1e3, "peak_mib": peak}
+    if device.type != "cuda":
+        return trainer, None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(args.steps):
+        trainer.train_step(config.lr)
+    torch.cuda.synchronize(device)
+    return trainer, _mib(torch.cuda.max_memory_allocated(device) - before)
+
+
+def seconds_per_step(trainer: Trainer, steps: int, device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(trainer.config.lr)
+    _sync(device)
+    return (time.perf_counter() - start) / steps
 
 
 def speed(args, device) -> dict:
@@ -354,26 +360,33 @@ def speed(args, device) -> dict:
     tokens = torch.randint(0, config.vocab_size, (B, T + 1), generator=generator).to(device)
     batch = (tokens[:, :-1], tokens[:, 1:])
     del ours, peer
-    # Each built afresh and alone on the device: its peak memory is its own.
     contestants = {
         "gptlab LoRA, compiled": (0, True),
         "peft LoRA, eager": (1, False),
         "peft LoRA, compiled": (1, True),
     }
-    results = {}
+    trainers, results = {}, {}
+    torch.manual_seed(args.seed)  # LoRA dropout's draws
     for name, (which, compile_) in contestants.items():
         try:
-            results[name] = time_steps(lora_models(config)[which], compile_, batch, device, args)
+            model = lora_models(config)[which]
+            trainers[name], peak = ready_trainer(model, compile_, batch, device, args)
+            results[name] = {"peak_mib": peak}
         except Exception as error:  # a peer that cannot compile still has its eager row
             if name.startswith("gptlab"):
                 raise
             print(f"  {name}: failed ({type(error).__name__}: {str(error)[:300]})")
             results[name] = {"error": f"{type(error).__name__}: {error}"[:2000]}
-        if "step_ms" in results[name]:
-            results[name]["tokens_per_s"] = B * T / results[name]["step_ms"] * 1e3
-            print(f"  {name}: {results[name]['step_ms']:.2f} ms/step", flush=True)
-        torch._dynamo.reset()  # compiled code holds on to its model
-        gc.collect()
+            gc.collect()
+    seconds = {name: [] for name in trainers}
+    names = list(trainers)
+    for rep in range(args.reps):  # taking turns, in a turning order: a busy machine slows all alike
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            seconds[name].append(seconds_per_step(trainers[name], args.steps, device))
+    for name, values in seconds.items():
+        step_ms = statistics.median(values) * 1e3
+        results[name].update(step_ms=step_ms, tokens_per_s=B * T / step_ms * 1e3)
+        print(f"  {name}: {step_ms:.2f} ms/step", flush=True)
     mine = results["gptlab LoRA, compiled"]
     peers = {k: v for k, v in results.items() if k.startswith("peft") and "step_ms" in v}
     fastest = min(peers, key=lambda k: peers[k]["step_ms"])
@@ -449,8 +462,10 @@ def merged(args, device) -> dict:
     with torch.inference_mode():
         for model in models.values():
             model(idx)  # warm-up
-        for _ in range(args.reps):
-            for name, model in models.items():  # taking turns, so a busy machine slows all alike
+        names = list(models)
+        for rep in range(args.reps):  # taking turns, in a turning order, as speed does
+            for name in names[rep % len(names) :] + names[: rep % len(names)]:
+                model = models[name]
                 _sync(device)
                 start = time.perf_counter()
                 for _ in range(K):
