@@ -284,7 +284,10 @@ def quality(args, device) -> list[dict]:
                      f"{r['peak_mib']:,.0f}", f"{r['step_ms']:.1f}", figure, r["note"]]  # fmt: skip
         print(f"| {r['task']} | {r['method']} | " + " | ".join(cells) + " |")
     kinds = {r["peak_kind"] for r in rows if "peak_kind" in r}
-    print(f"peak memory: {', '.join(sorted(kinds))}, of each run's process; step: median after 5")
+    print(
+        f"peak memory: {', '.join(sorted(kinds))}, of each run's process; step: median after "
+        f"the first 5, {'compiled' if args.compile else 'eager'}"
+    )
     return rows
 
 
