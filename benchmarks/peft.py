@@ -261,7 +261,7 @@ def quality(args, device) -> list[dict]:
         folder.mkdir(parents=True, exist_ok=True)
         base = ensure_base(args, device, folder)
         print(f"quality: base {base}", flush=True)
-        for task in ("classify", "instruct"):
+        for task in args.tasks.split(","):
             for method in METHODS:
                 if getattr(method, task) is None:
                     rows.append({"task": task, "method": method.name, "note": method.notes[1]})
@@ -521,6 +521,11 @@ def main() -> None:
     )
     add = parser.add_argument
     add("--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}")
+    add(
+        "--tasks",
+        default="classify,instruct",
+        help="quality's tasks, comma-separated (one per GPU for two calls side by side)",
+    )
     add("--base", default=DEFAULT_BASE, help="the base of quality (run, HF folder, or gpt2)")
     add("--random-base", action="store_true", help="quality from random weights of --shape")
     add("--device", default="auto")
@@ -544,6 +549,8 @@ def main() -> None:
     parts = set(args.only.split(","))
     if parts - set(PARTS):
         raise SystemExit(f"--only: unknown part(s) {', '.join(sorted(parts - set(PARTS)))}")
+    if set(args.tasks.split(",")) - {"classify", "instruct"}:
+        raise SystemExit(f"--tasks: classify and/or instruct, got {args.tasks!r}")
     quick = args.quick
     args.shape = args.shape or ("small" if quick else "gpt2")
     args.batch_size = args.batch_size or (2 if quick else 8)
