@@ -74,23 +74,28 @@ class LoRA(nn.Module):
         if row < out_features:
             self.segments.append((None, out_features - row))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """The update (..., out) for the input x (..., in)."""
-        a = self.A[next(iter(self.A))]
-        if x.dtype != a.dtype and not torch.is_autocast_enabled(x.device.type):
-            x = x.to(a.dtype)  # a bf16 base with float32 adapters (autocast would cast itself)
+    def forward(self, x: Tensor, output: Tensor) -> Tensor:
+        """The layer's `output` (..., out) plus the update for its input `x` (..., in)."""
+        dtype = next(iter(self.A.values())).dtype
+        autocast = torch.is_autocast_enabled(x.device.type)
+        if x.dtype != dtype and not autocast:
+            x = x.to(dtype)  # a bf16 base with float32 adapters (autocast would cast itself)
         x = self.dropout(x)
-        if len(self.segments) == 1:  # the common case: one A and B over every output
-            return (
-                (x @ self.A[WHOLE].t()) @ self.B[WHOLE].t() * self.scale
-            )  # (..., r) -> (..., out)
-        pieces = [
-            (x @ self.A[name].t()) @ self.B[name].t()
-            if name is not None
-            else x.new_zeros(*x.shape[:-1], width)
-            for name, width in self.segments
-        ]
-        return torch.cat(pieces, dim=-1) * self.scale  # (..., out)
+        if len(self.segments) > 1:  # parts of a fused projection: each its own A and B
+            pieces = [
+                (x @ self.A[name].t()) @ self.B[name].t()
+                if name is not None
+                else x.new_zeros(*x.shape[:-1], width)
+                for name, width in self.segments
+            ]
+            return output + (torch.cat(pieces, dim=-1) * self.scale).to(output.dtype)
+        h = (x @ self.A[WHOLE].t()) * self.scale  # (..., r): the scale on the thin side
+        B = self.B[WHOLE]
+        if h.dtype != output.dtype and not autocast:
+            return output + (h @ B.t()).to(output.dtype)
+        # The add inside the matmul (addmm, beta = 1): one kernel, no (..., out) temporary.
+        flat = torch.addmm(output.reshape(-1, B.size(0)), h.reshape(-1, B.size(1)), B.t())
+        return flat.view(output.shape)  # (..., out)
 
     def delta_weight(self) -> Tensor:
         """ΔW (out, in) in float32: what merging adds to the Linear's weight."""
@@ -113,13 +118,13 @@ class LoRALayer(nn.ModuleDict):
         self.merged = False
         self.hook = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self[self.active](x)
+    def forward(self, x: Tensor, output: Tensor) -> Tensor:
+        return self[self.active](x, output)
 
 
 def _add_update(linear: nn.Module, args: tuple, output: Tensor) -> Tensor:
     """The forward hook on a targeted Linear: its output plus the active adapter's update."""
-    return output + linear.lora(args[0]).to(output.dtype)
+    return linear.lora(args[0], output)
 
 
 # -- attaching ------------------------------------------------------------------------------
