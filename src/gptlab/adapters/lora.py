@@ -26,6 +26,7 @@ import fnmatch
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gptlab.adapters.config import QKV, LoRAConfig
@@ -89,12 +90,15 @@ class LoRA(nn.Module):
                 for name, width in self.segments
             ]
             return output + (torch.cat(pieces, dim=-1) * self.scale).to(output.dtype)
-        h = (x @ self.A[WHOLE].t()) * self.scale  # (..., r): the scale on the thin side
+        h = F.linear(x, self.A[WHOLE])  # (..., r)
         B = self.B[WHOLE]
         if h.dtype != output.dtype and not autocast:
-            return output + (h @ B.t()).to(output.dtype)
-        # The add inside the matmul (addmm, beta = 1): one kernel, no (..., out) temporary.
-        flat = torch.addmm(output.reshape(-1, B.size(0)), h.reshape(-1, B.size(1)), B.t())
+            return output + (F.linear(h, B) * self.scale).to(output.dtype)
+        # output + scale * h Bᵀ as one matmul (addmm: beta 1, alpha the scale), with no
+        # (..., out) temporaries: each op counts when a small model is launch-bound.
+        flat = torch.addmm(
+            output.reshape(-1, B.size(0)), h.reshape(-1, B.size(1)), B.t(), alpha=self.scale
+        )
         return flat.view(output.shape)  # (..., out)
 
     def delta_weight(self) -> Tensor:
