@@ -1,0 +1,145 @@
+"""Quantize a built GPT or GPTClassifier from outside: swap its layers for quantized ones.
+
+`quantize_model` replaces, in place, every `nn.Linear` by the method's quantized module, and a
+tied GPT's token table and output layer by one int8 table (`Int8Embedding`) that both read
+(`Int8TiedHead`). The names stay the float model's, so the state dict holds
+`h.0.attn.c_attn.weight` (int8) beside `h.0.attn.c_attn.scale`, and `wte.weight` once.
+Position embeddings and LayerNorms stay float: they are a few thousand numbers a layer, read
+once per token.
+
+`quantized_skeleton` makes the same swap with empty modules of the right shapes, so a saved
+quantized state dict loads into it without quantizing anything again.
+
+A method is built when `LINEAR_MODULES` has it: the module that replaces a Linear, and the
+options the config gives it (a later method adds a line there and its module). The tied table is int8 for every method: int4 would make GPT-2's most sensitive layer (it is both
+the input and the output) the coarsest, for 19 MB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from gptlab.errors import ConfigError
+from gptlab.quantization.config import METHODS, QuantConfig
+from gptlab.quantization.int4 import Int4Linear
+from gptlab.quantization.int8 import Int8Embedding, Int8Linear, Int8TiedHead
+
+# method -> (the module that replaces an nn.Linear, its options from the config). Each module
+# has `Module(in_features, out_features, bias, **options)`, empty, and `from_linear(linear,
+# **options)`, quantized.
+LINEAR_MODULES: dict[str, tuple[type[nn.Module], Callable[[QuantConfig], dict]]] = {
+    "int8-dynamic": (Int8Linear, lambda config: {"mode": "dynamic"}),
+    "int8-weight": (Int8Linear, lambda config: {"mode": "weight"}),
+    "int4-weight": (Int4Linear, lambda config: {"group_size": config.group_size}),
+}
+
+
+def check_method(config: QuantConfig, device: torch.device | str = "cpu") -> None:
+    """Refuse, with what it needs, a method this device cannot run or gptlab does not have."""
+    device = torch.device(device)
+    spec = METHODS[config.method]
+    if device.type not in spec.devices:
+        need = " or ".join(spec.devices)
+        if spec.min_capability:
+            need = f"a CUDA GPU of compute capability {'.'.join(map(str, spec.min_capability))} or more (H100, H200, Ada)"
+        raise ConfigError(f"{config.method} cannot run on {device.type}: it needs {need}")
+    if spec.min_capability and torch.cuda.get_device_capability(device) < spec.min_capability:
+        raise ConfigError(
+            f"{config.method} needs a GPU of compute capability "
+            f"{'.'.join(map(str, spec.min_capability))} or more (H100, H200, Ada); "
+            f"{torch.cuda.get_device_name(device)} has "
+            f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
+        )
+    check_built(config)
+
+
+def check_built(config: QuantConfig) -> None:
+    """Refuse a method that gptlab knows of but does not have yet, saying what is missing."""
+    if config.method not in LINEAR_MODULES:
+        missing = METHODS[config.method].missing or "not implemented yet"
+        raise ConfigError(f"{config.method}: {missing}")
+
+
+def quantize_model(model: nn.Module, config: QuantConfig) -> nn.Module:
+    """Quantize `model` (a GPT or GPTClassifier) in place; return it, in eval mode."""
+    check_method(config, _device_of(model))
+    with torch.no_grad():
+        _swap(model, config, empty=False)
+    return model.eval()
+
+
+def quantized_skeleton(model: nn.Module, config: QuantConfig) -> nn.Module:
+    """`model` with empty quantized modules where `quantize_model` puts quantized ones: the
+    shape a saved quantized state dict loads into. Refuses methods gptlab does not have."""
+    check_built(config)
+    _swap(model, config, empty=True)
+    return model.eval()
+
+
+def is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, (Int8Linear, Int4Linear, Int8Embedding)) for m in model.modules())
+
+
+def stored_numbers(model: nn.Module) -> int:
+    """The number of weights a quantized model stands for (an int4 byte holds two), plus its
+    float parameters: what `num_params` counts for the float model."""
+    total = sum(p.numel() for p in model.parameters())
+    for module in model.modules():
+        if isinstance(module, (Int8Linear, Int4Linear)):
+            total += module.in_features * module.out_features
+            total += 0 if module.bias is None else module.bias.numel()
+        elif isinstance(module, Int8Embedding):
+            total += module.weight.numel()
+    return total
+
+
+def _swap(model: nn.Module, config: QuantConfig, empty: bool) -> None:
+    linears = [
+        (name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)
+    ]
+    if config.method == "int4-weight":
+        # Check every layer before changing any, so a refused model is left as it was.
+        for name, linear in linears:
+            if linear.in_features % config.group_size:
+                raise ConfigError(
+                    f"int4-weight group size {config.group_size} does not divide the "
+                    f"{linear.in_features} input features of {name}: choose a group size "
+                    f"that divides every layer's input width (--group-size)"
+                )
+    tied = set()
+    for body in _gpt_bodies(model):
+        if body.lm_head.weight is body.wte.weight:
+            table = body.wte
+            multiplier = getattr(table, "scale", 1.0)  # TokenEmbedding's optional sqrt(C)
+            body.wte = (
+                Int8Embedding(table.num_embeddings, table.embedding_dim, multiplier)
+                if empty
+                else Int8Embedding.from_embedding(table)
+            )
+            tied.add(id(body.lm_head))
+            # int8-dynamic's head quantizes its input too; every other method's reads floats.
+            mode = "dynamic" if config.method == "int8-dynamic" else "weight"
+            body.lm_head = Int8TiedHead(body.wte, mode)
+    cls, options = LINEAR_MODULES[config.method]
+    for name, linear in linears:
+        if id(linear) in tied:
+            continue
+        parent_name, _, child = name.rpartition(".")
+        if empty:
+            bias = linear.bias is not None
+            new = cls(linear.in_features, linear.out_features, bias, **options(config))
+        else:
+            new = cls.from_linear(linear, **options(config))
+        setattr(model.get_submodule(parent_name), child, new)
+
+
+def _gpt_bodies(model: nn.Module) -> list[nn.Module]:
+    """The modules with a token table and an output layer: a GPT itself, or a classifier's body."""
+    return [m for m in model.modules() if hasattr(m, "wte") and hasattr(m, "lm_head")]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
