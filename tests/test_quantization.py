@@ -364,6 +364,36 @@ def test_bad_quantize_input_is_one_line_and_exit_2(language_model, tmp_path, cap
     assert not (tmp_path / "q" / MODEL_FILE).exists()
 
 
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory, language_model) -> Path:  # noqa: F811
+    """A classifier run on the tiny base (untrained: classify needs only its shape)."""
+    from gptlab.tasks.classification import classifier_from_body
+    from gptlab.tokenizers import load_tokenizer
+
+    base, _, _ = load_run(language_model)
+    torch.manual_seed(0)
+    model = classifier_from_body(base, LABELS, pad_id=50256)
+    run = tmp_path_factory.mktemp("runs") / "spam"
+    run.mkdir()
+    save_weights(model, run / MODEL_FILE)
+    load_tokenizer(language_model / "tokenizer").save(run / "tokenizer")
+    write_run_config(run, model.config, train={}, data={}, **task_sections(model))
+    return run
+
+
+def test_a_quantized_classifier_run_classifies_like_the_float_one(classifier_run, tmp_path, capsys):
+    out = tmp_path / "spam-int8"
+    assert gptlab("quantize", classifier_run, "--method", "int8-weight", "--out", out) == 0
+    assert json.loads((out / "config.json").read_text())["classifier"]["labels"] == LABELS
+    predictions = []
+    for run in (classifier_run, out):
+        capsys.readouterr()
+        assert gptlab("classify", run, "WIN a free prize now", "--json", "--device", "cpu") == 0
+        predictions.append(json.loads(capsys.readouterr().out.splitlines()[0]))
+    (float_result, int8_result) = (p["probabilities"] for p in predictions)
+    assert all(abs(float_result[name] - int8_result[name]) < 0.02 for name in LABELS)
+
+
 def test_a_quantized_run_cannot_be_quantized_again(quantized_run, tmp_path, capsys):
     assert (
         gptlab("quantize", quantized_run, "--method", "int8-weight", "--out", tmp_path / "q") == 2

@@ -41,18 +41,17 @@ def check_method(config: QuantConfig, device: torch.device | str = "cpu") -> Non
     """Refuse, with what it needs, a method this device cannot run or gptlab does not have."""
     device = torch.device(device)
     spec = METHODS[config.method]
+    gpu = None
+    if spec.min_capability:
+        version = ".".join(map(str, spec.min_capability))
+        gpu = f"a CUDA GPU of compute capability {version} or more (H100, H200, Ada)"
     if device.type not in spec.devices:
-        need = " or ".join(spec.devices)
-        if spec.min_capability:
-            need = f"a CUDA GPU of compute capability {'.'.join(map(str, spec.min_capability))} or more (H100, H200, Ada)"
+        need = gpu or " or ".join(spec.devices)
         raise ConfigError(f"{config.method} cannot run on {device.type}: it needs {need}")
     if spec.min_capability and torch.cuda.get_device_capability(device) < spec.min_capability:
-        raise ConfigError(
-            f"{config.method} needs a GPU of compute capability "
-            f"{'.'.join(map(str, spec.min_capability))} or more (H100, H200, Ada); "
-            f"{torch.cuda.get_device_name(device)} has "
-            f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
-        )
+        name = torch.cuda.get_device_name(device)
+        has = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        raise ConfigError(f"{config.method} needs {gpu}; {name} has {has}")
     check_built(config)
 
 
