@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -370,9 +371,9 @@ def classifier_run(tmp_path_factory, language_model) -> Path:  # noqa: F811
     from gptlab.tasks.classification import classifier_from_body
     from gptlab.tokenizers import load_tokenizer
 
-    base, _, _ = load_run(language_model)
+    body, _, _ = load_run(language_model)
     torch.manual_seed(0)
-    model = classifier_from_body(base, LABELS, pad_id=50256)
+    model = classifier_from_body(body, LABELS, pad_id=50256)
     run = tmp_path_factory.mktemp("runs") / "spam"
     run.mkdir()
     save_weights(model, run / MODEL_FILE)
@@ -399,3 +400,16 @@ def test_a_quantized_run_cannot_be_quantized_again(quantized_run, tmp_path, caps
         gptlab("quantize", quantized_run, "--method", "int8-weight", "--out", tmp_path / "q") == 2
     )
     assert "quantized already" in capsys.readouterr().err
+
+
+def test_an_adapter_run_is_refused_until_merged(language_model, tmp_path, capsys):  # noqa: F811
+    """Refused from its config, before its base is looked for (LoRA on a quantized base, QLoRA,
+    is issue 13's next step)."""
+    adapter_run = tmp_path / "lora"
+    shutil.copytree(language_model, adapter_run)
+    config = json.loads((adapter_run / "config.json").read_text())
+    config["adapter"] = {"type": "lora", "r": 4}
+    (adapter_run / "config.json").write_text(json.dumps(config))
+    assert gptlab("quantize", adapter_run, "--method", "int8-weight", "--out", tmp_path / "q") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"gptlab merge {adapter_run}" in err

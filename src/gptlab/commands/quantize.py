@@ -24,8 +24,8 @@ DROPPED_SECTIONS = ("gptlab_version", "model", "train", "data", "finetune", "qua
 def add_parser(subparsers) -> None:
     from gptlab.quantization.config import DEFAULT_GROUP_SIZE, METHODS
 
-    methods = "; ".join(
-        f"{name}: {spec.summary}" + (" (not implemented yet)" if spec.missing else "")
+    methods = "".join(
+        f"  {name:<13} {spec.summary}" + (" (not implemented yet)" if spec.missing else "") + "\n"
         for name, spec in METHODS.items()
     )
     parser = subparsers.add_parser(
@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
         help="store a model's weights in 8 or 4 bits",
         description="Quantize a model (a run directory, Hugging Face folder or model name; a "
         "language model or a classifier) and write it as a run directory whose weights are "
-        "stored as integers with their scales, loaded as they are. Methods: " + methods + ".",
-        epilog=EXAMPLES,
+        "stored as integers with their scales, loaded as they are.",
+        epilog="methods:\n" + methods + "\n" + EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gptlab import __version__
-    from gptlab.adapters import adapter_kind
     from gptlab.device import resolve_device
     from gptlab.pretrained import load_model
     from gptlab.quantization import QuantConfig, check_method, quantize_model
@@ -77,17 +76,16 @@ def run(args: argparse.Namespace) -> int:
     )
     device = resolve_device(args.device)
     check_method(config, device)  # before loading anything: a refusal costs nothing
-    model, tokenizer, info = load_model(args.model, device)
-    source = info.get("config", {})
-    if adapter_kind(model) is not None:
+    source = _run_config(args.model)
+    if "adapter" in source:
         raise ConfigError(
             f"{args.model} is an adapter run: merge its adapter into the base first "
             f"(gptlab merge {args.model} --out MERGED), then quantize the merged run"
         )
     if "quantization" in source:
-        raise ConfigError(
-            f"{args.model} is quantized already ({source['quantization']['method']}): quantize its float source"
-        )
+        method = source["quantization"]["method"]
+        raise ConfigError(f"{args.model} is quantized already ({method}): quantize its source")
+    model, tokenizer, info = load_model(args.model, device)
     probe = (
         torch.arange(min(16, model.config.context_length), device=device)[None]
         % model.config.vocab_size
@@ -99,9 +97,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model, out / MODEL_FILE, {"quantization": config.method, "source": info["source"]})
     tokenizer.save(out / TOKENIZER_DIR)
-    sections = {k: v for k, v in source.items() if k not in DROPPED_SECTIONS} or task_sections(
-        model
-    )
+    kept = {key: value for key, value in source.items() if key not in DROPPED_SECTIONS}
+    sections = kept or task_sections(model)  # not a run: the task its shape says
     write_run_config(
         out,
         model.config,
@@ -117,3 +114,15 @@ def run(args: argparse.Namespace) -> int:
         f"{size / 2**20:,.1f} MiB; largest logit change on a probe {difference:.2e}"
     )
     return 0
+
+
+def _run_config(spec: str) -> dict:
+    """The config of a gptlab run directory; {} for a Hugging Face folder or a model name."""
+    from gptlab.pretrained import is_hf_folder
+    from gptlab.runs import read_run_config
+    from gptlab.training.checkpoint import CONFIG_FILE
+
+    path = Path(spec).expanduser()
+    if (path / CONFIG_FILE).is_file() and not is_hf_folder(path):
+        return read_run_config(path)
+    return {}
