@@ -26,6 +26,7 @@ import json
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from generate import Row, time_gptlab
@@ -97,7 +98,11 @@ def peer(model):
     import torch
     from torch import nn
 
-    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, torch.qint8)
+    with warnings.catch_warnings():  # torch.ao.quantization's notice that torchao replaces it
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(model), {nn.Linear}, torch.qint8
+        )
 
 
 def measure_sizes(model, args) -> dict:

@@ -4,15 +4,16 @@
 tied GPT's token table and output layer by one int8 table (`Int8Embedding`) that both read
 (`Int8TiedHead`). The names stay the float model's, so the state dict holds
 `h.0.attn.c_attn.weight` (int8) beside `h.0.attn.c_attn.scale`, and `wte.weight` once.
-Position embeddings and LayerNorms stay float: they are a few thousand numbers a layer, read
-once per token.
+LayerNorms (a few thousand numbers a layer) and the position table (of which a token reads one
+row) stay float.
 
 `quantized_skeleton` makes the same swap with empty modules of the right shapes, so a saved
 quantized state dict loads into it without quantizing anything again.
 
 A method is built when `LINEAR_MODULES` has it: the module that replaces a Linear, and the
-options the config gives it (a later method adds a line there and its module). The tied table is int8 for every method: int4 would make GPT-2's most sensitive layer (it is both
-the input and the output) the coarsest, for 19 MB.
+options the config gives it (a later method adds a line there and its module). The tied table
+is int8 for every method: int4 would make GPT-2's most sensitive layer (both the input and the
+output) the coarsest, to save 19 MB.
 """
 
 from __future__ import annotations
@@ -78,16 +79,21 @@ def quantized_skeleton(model: nn.Module, config: QuantConfig) -> nn.Module:
     return model.eval()
 
 
+def _quantized_linears() -> tuple[type[nn.Module], ...]:
+    return tuple({cls for cls, _ in LINEAR_MODULES.values()})
+
+
 def is_quantized(model: nn.Module) -> bool:
-    return any(isinstance(m, (Int8Linear, Int4Linear, Int8Embedding)) for m in model.modules())
+    kinds = (*_quantized_linears(), Int8Embedding)
+    return any(isinstance(module, kinds) for module in model.modules())
 
 
 def stored_numbers(model: nn.Module) -> int:
-    """The number of weights a quantized model stands for (an int4 byte holds two), plus its
-    float parameters: what `num_params` counts for the float model."""
+    """The number of weights a model stands for, whatever their bits: its float parameters and
+    every quantized layer's in x out (+ bias). For a quantized model, the float one's count."""
     total = sum(p.numel() for p in model.parameters())
     for module in model.modules():
-        if isinstance(module, (Int8Linear, Int4Linear)):
+        if isinstance(module, _quantized_linears()):
             total += module.in_features * module.out_features
             total += 0 if module.bias is None else module.bias.numel()
         elif isinstance(module, Int8Embedding):
@@ -99,18 +105,20 @@ def _swap(model: nn.Module, config: QuantConfig, empty: bool) -> None:
     linears = [
         (name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)
     ]
+    tied_heads = {id(body.lm_head) for body in _gpt_bodies(model) if _is_tied(body)}
     if config.method == "int4-weight":
         # Check every layer before changing any, so a refused model is left as it was.
         for name, linear in linears:
+            if id(linear) in tied_heads:
+                continue  # it becomes int8 with the table
             if linear.in_features % config.group_size:
                 raise ConfigError(
                     f"int4-weight group size {config.group_size} does not divide the "
                     f"{linear.in_features} input features of {name}: choose a group size "
                     f"that divides every layer's input width (--group-size)"
                 )
-    tied = set()
     for body in _gpt_bodies(model):
-        if body.lm_head.weight is body.wte.weight:
+        if _is_tied(body):
             table = body.wte
             multiplier = getattr(table, "scale", 1.0)  # TokenEmbedding's optional sqrt(C)
             body.wte = (
@@ -118,13 +126,12 @@ def _swap(model: nn.Module, config: QuantConfig, empty: bool) -> None:
                 if empty
                 else Int8Embedding.from_embedding(table)
             )
-            tied.add(id(body.lm_head))
             # int8-dynamic's head quantizes its input too; every other method's reads floats.
             mode = "dynamic" if config.method == "int8-dynamic" else "weight"
             body.lm_head = Int8TiedHead(body.wte, mode)
     cls, options = LINEAR_MODULES[config.method]
     for name, linear in linears:
-        if id(linear) in tied:
+        if id(linear) in tied_heads:
             continue
         parent_name, _, child = name.rpartition(".")
         if empty:
@@ -138,6 +145,10 @@ def _swap(model: nn.Module, config: QuantConfig, empty: bool) -> None:
 def _gpt_bodies(model: nn.Module) -> list[nn.Module]:
     """The modules with a token table and an output layer: a GPT itself, or a classifier's body."""
     return [m for m in model.modules() if hasattr(m, "wte") and hasattr(m, "lm_head")]
+
+
+def _is_tied(body: nn.Module) -> bool:
+    return body.lm_head.weight is body.wte.weight
 
 
 def _device_of(model: nn.Module) -> torch.device:
