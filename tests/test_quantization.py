@@ -402,6 +402,12 @@ def test_a_quantized_run_cannot_be_quantized_again(quantized_run, tmp_path, caps
     assert "quantized already" in capsys.readouterr().err
 
 
+def test_a_quantized_run_is_not_exported_as_a_float_model(quantized_run, tmp_path, capsys):
+    assert gptlab("export", quantized_run, "--out", tmp_path / "hf") == 2
+    assert "is quantized (int8-dynamic)" in capsys.readouterr().err
+    assert not (tmp_path / "hf").exists()
+
+
 def test_an_adapter_run_is_refused_until_merged(language_model, tmp_path, capsys):  # noqa: F811
     """Refused from its config, before its base is looked for (LoRA on a quantized base, QLoRA,
     is issue 13's next step)."""

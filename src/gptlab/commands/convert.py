@@ -92,6 +92,12 @@ def run_export(args: argparse.Namespace) -> int:
     from gptlab.pretrained import export_hf, load_model
 
     model, tokenizer, info = load_model(args.model)
+    quantization = info.get("config", {}).get("quantization")
+    if quantization:
+        raise ConfigError(
+            f"{args.model} is quantized ({quantization['method']}) and GPT2LMHeadModel holds "
+            f"float weights: export its source, {quantization.get('source', 'the float model')}"
+        )
     kind = adapter_kind(model)
     if args.merged and kind != "lora":
         raise ConfigError(

@@ -32,7 +32,7 @@ METHODS = {
         weight_bits=8,
     ),
     "int8-weight": Method(
-        "int8 weights per output channel, float activations (weight-only)",
+        "int8 weights per output channel, float activations: weight-only",
         ("cpu", "cuda", "mps"),
         weight_bits=8,
     ),
