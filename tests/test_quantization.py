@@ -334,6 +334,19 @@ def test_a_quantized_run_samples_evaluates_and_describes_itself(quantized_run, t
     assert "quantization    int8-dynamic" in info and "size on disk" in info
 
 
+def test_the_demo_names_a_quantized_model_and_counts_its_float_source(
+    quantized_run,
+    language_model,  # noqa: F811
+):
+    from gptlab.demo.models import describe, load_model_spec
+
+    model, tokenizer, info = load_model_spec(str(quantized_run), "cpu")
+    line = describe(str(quantized_run), model, tokenizer, info)
+    float_model, _, _ = load_run(language_model)
+    assert "quantized int8-dynamic" in line
+    assert f"{float_model.num_params() / 1e6:.2f}M parameters" in line
+
+
 def test_quantize_int4_with_a_group_size(language_model, tmp_path):  # noqa: F811
     out = tmp_path / "int4"
     assert (

@@ -209,12 +209,11 @@ def _quantization_rows(config: dict) -> list[tuple[str, str]]:
 
 def run_info(args: argparse.Namespace) -> int:
     from gptlab.pretrained import load_model
-    from gptlab.quantization import is_quantized, stored_numbers
+    from gptlab.quantization import stored_numbers
 
     model, tokenizer, info = load_model(args.model)
     c = model.config
-    # A quantized model's weights are buffers, not parameters: count what they stand for.
-    count = stored_numbers(model) if is_quantized(model) else model.num_params()
+    count = stored_numbers(model)  # a quantized model's weights are buffers, not parameters
     folder = Path(info.get("folder", info["source"]))
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
     rows = [

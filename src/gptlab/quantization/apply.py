@@ -89,8 +89,11 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def stored_numbers(model: nn.Module) -> int:
-    """The number of weights a model stands for, whatever their bits: its float parameters and
-    every quantized layer's in x out (+ bias). For a quantized model, the float one's count."""
+    """The number of weights a model stands for, whatever their bits: `num_params()` for a
+    float model; for a quantized one, its float parameters and each quantized layer's
+    in x out (+ bias), so that it counts what its float source counted."""
+    if not is_quantized(model):
+        return model.num_params()
     total = sum(p.numel() for p in model.parameters())
     for module in model.modules():
         if isinstance(module, _quantized_linears()):
