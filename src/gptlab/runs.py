@@ -63,7 +63,9 @@ def build_model(config: dict):
     """The untrained model a run's config describes: a GPT (lm, instruct), or a GPTClassifier.
 
     A run with an adapter (an `adapter` section) is its base's weights, checked against the
-    checksum recorded in `base`, with a new adapter that the run's weights then fill."""
+    checksum recorded in `base`, with a new adapter that the run's weights then fill. A
+    quantized run (a `quantization` section) is the model with empty quantized layers, which
+    its saved int8/int4 weights fill without quantizing again."""
     from gptlab.models.gpt import GPT
 
     if "adapter" in config:
@@ -71,15 +73,19 @@ def build_model(config: dict):
 
         return load_adapted(config)
 
-    body = GPT(GPTConfig.from_dict(config["model"]))
+    model = GPT(GPTConfig.from_dict(config["model"]))
     if run_task(config) == "classify":
         from gptlab.config import ClassifierConfig
         from gptlab.models.classifier import GPTClassifier
 
         if "classifier" not in config:
             raise CheckpointError("a classification run's config has no 'classifier' section")
-        return GPTClassifier(body, ClassifierConfig.from_dict(config["classifier"]))
-    return body
+        model = GPTClassifier(model, ClassifierConfig.from_dict(config["classifier"]))
+    if "quantization" in config:
+        from gptlab.quantization import QuantConfig, quantized_skeleton
+
+        model = quantized_skeleton(model, QuantConfig.from_dict(config["quantization"]))
+    return model
 
 
 def read_run_config(run_dir: str | Path) -> dict:
@@ -122,5 +128,9 @@ def load_run(run_dir: str | Path, device="cpu", checkpoint: str = "best"):
         )
     else:
         raise CheckpointError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    if "quantization" in config:
+        from gptlab.quantization import QuantConfig, check_method
+
+        check_method(QuantConfig.from_dict(config["quantization"]), device)
     tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     return model.to(device).eval(), tokenizer, config

@@ -92,6 +92,12 @@ def run_export(args: argparse.Namespace) -> int:
     from gptlab.pretrained import export_hf, load_model
 
     model, tokenizer, info = load_model(args.model)
+    quantization = info.get("config", {}).get("quantization")
+    if quantization:
+        raise ConfigError(
+            f"{args.model} is quantized ({quantization['method']}) and GPT2LMHeadModel holds "
+            f"float weights: export its source, {quantization.get('source', 'the float model')}"
+        )
     kind = adapter_kind(model)
     if args.merged and kind != "lora":
         raise ConfigError(
@@ -188,11 +194,26 @@ def _adapter_rows(model, config: dict) -> list[tuple[str, str]]:
     ]
 
 
+def _quantization_rows(config: dict) -> list[tuple[str, str]]:
+    """What `info` adds for a quantized run: the method and what it was made from."""
+    if "quantization" not in config:
+        return []
+    from gptlab.quantization import QuantConfig
+
+    section = config["quantization"]
+    return [
+        ("quantization", QuantConfig.from_dict(section).describe()),
+        ("quantized from", section.get("source", "?")),
+    ]
+
+
 def run_info(args: argparse.Namespace) -> int:
     from gptlab.pretrained import load_model
+    from gptlab.quantization import stored_numbers
 
     model, tokenizer, info = load_model(args.model)
     c = model.config
+    count = stored_numbers(model)  # a quantized model's weights are buffers, not parameters
     folder = Path(info.get("folder", info["source"]))
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
     rows = [
@@ -211,10 +232,11 @@ def run_info(args: argparse.Namespace) -> int:
         ("dropout", c.dropout),
         (
             "parameters",
-            f"{model.num_params():,} ({model.num_params() / 1e6:.1f}M; tied embedding counted once)",
+            f"{count:,} ({count / 1e6:.1f}M; tied embedding counted once)",
         ),
         ("size on disk", f"{size / 2**20:,.1f} MiB" if size else "n/a"),
         *_adapter_rows(model, info.get("config", {})),
+        *_quantization_rows(info.get("config", {})),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

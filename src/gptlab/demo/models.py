@@ -42,6 +42,7 @@ def describe(spec: str, model, tokenizer, info: dict) -> str:
     """One line about a loaded model: `runs/x · 0.8M parameters · 4 layers · context 64 · ...`,
     and what task it does when it is not a plain language model (a classifier's classes)."""
     from gptlab.pretrained import is_classifier
+    from gptlab.quantization import stored_numbers
     from gptlab.tasks.instruction import is_instruction_run
 
     c = model.config  # a classifier's is its body's
@@ -58,8 +59,10 @@ def describe(spec: str, model, tokenizer, info: dict) -> str:
         from gptlab.adapters import adapter_config
 
         task += f"{adapter_config(config['adapter']).describe()} on {config['base']['source']} · "
+    if "quantization" in config:
+        task += f"quantized {config['quantization']['method']} · "
     return (
-        f"**{spec}** · {task}{model.num_params() / 1e6:.2f}M parameters · "
+        f"**{spec}** · {task}{stored_numbers(model) / 1e6:.2f}M parameters · "
         f"{c.n_layer} layers · context {c.context_length} tokens · {tokenizer.kind} tokenizer "
         f"({tokenizer.vocab_size:,} tokens) · {next(model.parameters()).device}"
     )

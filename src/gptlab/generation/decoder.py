@@ -104,7 +104,9 @@ class Decoder:
 
     @property
     def device(self) -> torch.device:
-        return self.model.lm_head.weight.device
+        # The float layers' (ln_f): a quantized output layer's weight may be int8, or, in
+        # torch.ao's quantized Linear, a method.
+        return self.model.ln_f.weight.device
 
     @property
     def max_length(self) -> int:
@@ -189,7 +191,12 @@ class Decoder:
         if self.kv_cache is not None and (self.kv_cache[0].k.size(0), self.max_length) == shape:
             return  # slots past a new prompt are hidden by the causal mask until rewritten
         self.kv_cache = None  # free the old cache before making the new one
-        self.kv_cache = self.model.new_kv_cache(batch_size, max_length)
+        # The cache holds activations: their dtype is the float layers' (ln_f), which is not
+        # the output layer's weight's once quantization has made that int8.
+        dtype = self.model.ln_f.weight.dtype
+        self.kv_cache = self.model.new_kv_cache(
+            batch_size, max_length, dtype=dtype, device=self.device
+        )
         if self.compile and self.device.type == "cuda":
             # CUDA graphs replay fixed addresses: declaring the cache static lets the graph
             # read and write it in place instead of copying it in and out at every step.

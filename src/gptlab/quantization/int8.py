@@ -1,0 +1,167 @@
+"""int8 quantization, per channel and symmetric: the simplest scheme that keeps a GPT's quality.
+
+A float row w (in,) becomes 127 int8 steps either side of zero and one float scale:
+
+    scale = max|w| / 127          q = round(w / scale)  in [-127, 127]          w ≈ q · scale
+
+Rounding moves each value by at most half a step, so |w - q · scale| <= scale / 2. One scale
+per output channel (row of the weight) rather than per tensor keeps a row of small weights from
+being rounded to zero by another row's outlier. Symmetric (no zero point), because weights and
+a transformer's activations are centred on zero, and then an integer product needs no
+correction terms: (x_q · x_s) · (w_q · w_s) = (x_q · w_q) · x_s · w_s.
+
+Two ways to run a quantized Linear (`Int8Linear`):
+
+- "weight" (weight-only): y = (x @ W_qᵀ) · w_s + b, the int8 weight widened to x's dtype.
+  Decoding one token reads every weight once, so a quarter of the bytes is the speed-up where a
+  fused kernel reads int8 directly (a GPU); this readable form widens the whole weight first.
+- "dynamic": each token's activations are quantized as they arrive (the same per-row rule,
+  a row being a token), and the product is int8 x int8 -> int32, rescaled by x_s · w_s
+  (Jacob et al. 2018, section 2.2, without zero points). `torch._int_mm` does it on the CPU
+  and, for large enough shapes, on CUDA; elsewhere an exact integer product stands in.
+
+`Int8Embedding` is the token table in the same format, so a tied GPT keeps one int8 table for
+`wte` and `lm_head` (`Int8TiedHead` reads the embedding's): at GPT-2's size that table is 30%
+of the weights.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+QMAX = 127  # symmetric: -128 is left out, so q and -q are both representable
+MODES = ("weight", "dynamic")
+TINY_SCALE = 1e-12  # the scale of an all-zero row: anything positive maps it to zeros
+
+
+def quantize_per_channel(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """(out, in) floats -> int8 (out, in) and a float32 scale per row (out,)."""
+    w = weight.float()
+    scale = w.abs().amax(dim=-1).clamp(min=TINY_SCALE) / QMAX  # (out,)
+    q = (w / scale[:, None]).round().clamp(-QMAX, QMAX).to(torch.int8)  # (out, in)
+    return q, scale
+
+
+def dequantize(q: Tensor, scale: Tensor, dtype=torch.float32) -> Tensor:
+    """int8 (out, in) and scale (out,) -> floats (out, in): q · scale, row by row."""
+    return q.to(dtype) * scale.to(dtype)[:, None]
+
+
+def int_mm_runs(a: Tensor, b: Tensor) -> bool:
+    """Whether `torch._int_mm(a, b.t())` runs for int8 a (M, K) and b (N, K) on their device.
+
+    The CPU kernel takes any shape. The CUDA one (cuBLASLt) wants M > 16 and K and N multiples
+    of 8 (torch/_meta_registrations.py, meta__int_mm); decoding a few rows falls outside that.
+    """
+    if not hasattr(torch, "_int_mm"):
+        return False
+    if a.device.type == "cpu":
+        return True
+    if a.device.type == "cuda":
+        M, K = a.shape
+        return M > 16 and K % 8 == 0 and b.size(0) % 8 == 0
+    return False
+
+
+def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a (M, K) int8 times b (N, K) int8 transposed: the exact int32 product (M, N)."""
+    if int_mm_runs(a, b):
+        return torch._int_mm(a, b.t())
+    # float64 holds every partial sum exactly (each term is at most 127², so up to 2^53 / 127²
+    # terms), and unlike int32 matmul it runs on CUDA.
+    return (a.double() @ b.double().t()).to(torch.int32)
+
+
+def int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None, mode: str) -> Tensor:
+    """y = x Wᵀ + b for an int8 weight (out, in) with per-row `scale` (out,); x (..., in)."""
+    if mode == "weight":
+        y = (x @ weight.t().to(x.dtype)) * scale.to(x.dtype)  # (..., out)
+    else:
+        rows = x.reshape(-1, x.size(-1))  # (N, in): one row per token
+        x_q, x_scale = quantize_per_channel(rows)  # (N, in) int8, (N,)
+        accumulated = int8_matmul(x_q, weight)  # (N, out) int32
+        y = accumulated.float() * x_scale[:, None] * scale.float()  # (N, out)
+        y = y.to(x.dtype).reshape(*x.shape[:-1], -1)  # (..., out)
+    return y if bias is None else y + bias.to(y.dtype)
+
+
+class Int8Linear(nn.Module):
+    """A Linear whose weight is int8 with one scale per output channel (see the module doc).
+
+    Buffers, not parameters: a quantized weight does not train. `weight`, `scale` and `bias`
+    keep the Linear's names, so a state dict reads `c_attn.weight` (int8), `c_attn.scale`.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, mode: str):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.in_features, self.out_features, self.mode = in_features, out_features, mode
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(out_features))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, mode: str) -> Int8Linear:
+        module = cls(linear.in_features, linear.out_features, linear.bias is not None, mode)
+        module.weight, module.scale = quantize_per_channel(linear.weight.detach())
+        if linear.bias is not None:
+            module.bias = linear.bias.detach().clone()
+        return module.to(linear.weight.device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return int8_linear(x, self.weight, self.scale, self.bias, self.mode)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
+
+
+class Int8Embedding(nn.Module):
+    """A token table (V, C) stored as int8 rows with one scale per token."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, multiplier: float = 1.0):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.multiplier = multiplier  # TokenEmbedding's sqrt(C) when it scales; 1 for GPT-2
+        self.register_buffer("weight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(num_embeddings))
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
+        multiplier = getattr(embedding, "scale", 1.0)  # TokenEmbedding's optional sqrt(C)
+        module = cls(embedding.num_embeddings, embedding.embedding_dim, multiplier)
+        module.weight, module.scale = quantize_per_channel(embedding.weight.detach())
+        return module.to(embedding.weight.device)
+
+    def forward(self, idx: Tensor) -> Tensor:
+        rows = self.weight[idx].to(self.scale.dtype)  # (B, T) -> (B, T, C)
+        x = rows * self.scale[idx].unsqueeze(-1)  # (B, T, C)
+        return x * self.multiplier if self.multiplier != 1.0 else x
+
+
+class Int8TiedHead(nn.Module):
+    """The output layer of a tied GPT, reading logits off the int8 embedding table.
+
+    The embedding is held by reference, not registered as a child: the table is saved once
+    (as `wte.weight`, `wte.scale`) and, moved to another device, both layers see the move.
+    `weight` is the table, so `lm_head.weight is wte.weight` as in the float model.
+    """
+
+    def __init__(self, embedding: Int8Embedding, mode: str):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.tied = (embedding,)  # a tuple: nn.Module does not register what is inside one
+        self.mode = mode
+
+    @property
+    def weight(self) -> Tensor:
+        return self.tied[0].weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        embedding = self.tied[0]
+        return int8_linear(x, embedding.weight, embedding.scale, None, self.mode)  # (..., V)
+
+    def extra_repr(self) -> str:
+        return f"tied to the int8 embedding, mode={self.mode}"
