@@ -432,3 +432,13 @@ def test_an_adapter_run_is_refused_until_merged(language_model, tmp_path, capsys
     assert gptlab("quantize", adapter_run, "--method", "int8-weight", "--out", tmp_path / "q") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"gptlab merge {adapter_run}" in err
+
+
+@pytest.mark.parametrize("task", ["lm", "classify", "instruct"])
+def test_finetuning_a_quantized_base_is_refused_until_qlora(quantized_run, tmp_path, capsys, task):
+    data = tmp_path / ("corpus.txt" if task == "lm" else "data.csv")
+    data.write_text("text,label\nhi,a\nyo,b\n" if task == "classify" else "hello there\n" * 50)
+    status = gptlab("finetune", task, quantized_run, "--data", data, "--out", tmp_path / "ft")
+    err = capsys.readouterr().err
+    assert status == 2 and "is quantized (int8-dynamic)" in err and err.count("\n") == 1
+    assert not (tmp_path / "ft").exists()

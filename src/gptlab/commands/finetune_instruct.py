@@ -117,6 +117,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
     from gptlab.commands.finetune_runs import (
         adapter_defaults,
         adapter_settings,
+        check_base,
         new_run_dir,
         resumed_config,
         run_steps,
@@ -163,6 +164,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         finetune = {"train": adapter.to_dict()["type"] if adapter else "all", "epochs": epochs}
         train_values = {**adapter_defaults(INSTRUCT_DEFAULTS, adapter), **train_over}
         model, tokenizer, info = load_model(rest["model"], task="lm")
+        check_base(info)
         if adapter is None:
             base = {"source": info["source"], "kind": info["kind"]}
         else:  # referenced, with a checksum of its weights, never copied

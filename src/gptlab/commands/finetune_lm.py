@@ -225,10 +225,12 @@ def _base_model(spec: str, rest: dict, adapter=None):
     its own context length; for an adapter, the checksum of its weights)."""
     from gptlab.adapters import attach
     from gptlab.adapters.adapted import base_record
+    from gptlab.commands.finetune_runs import check_base
     from gptlab.models.gpt import GPT
     from gptlab.pretrained import load_model
 
     model, tokenizer, info = load_model(spec)
+    check_base(info)
     if info["task"] != "lm":
         raise ConfigError(
             f"{spec} is a {info['task']} model, not a language model: domain fine-tuning "

@@ -47,6 +47,17 @@ def resumed_config(run_dir: Path, task: str, changed: dict, adapter=None) -> dic
     return saved
 
 
+def check_base(info: dict) -> None:
+    """Refuse a base that fine-tuning cannot train on yet: a quantized run (QLoRA, a LoRA over a
+    quantized frozen base, is issue 13's; until then its float source is the base to use)."""
+    quantization = info.get("config", {}).get("quantization")
+    if quantization:
+        raise ConfigError(
+            f"{info['source']} is quantized ({quantization['method']}): fine-tuning a quantized "
+            f"base is not supported yet; fine-tune its source, {quantization.get('source', 'the float model')}"
+        )
+
+
 def new_run_dir(settings: dict, default: str) -> Path:
     """--out (or `default`), which must not hold a run already: that one is resumed, not replaced."""
     from gptlab.training.checkpoint import STATE_FILE
