@@ -239,6 +239,17 @@ def test_an_exported_prompt_run_loads_in_peft_with_equal_logits(tmp_path, base_r
     torch.testing.assert_close(hf_logits(theirs)[:, N:], logits_of(ours), atol=1e-5, rtol=1e-5)
 
 
+def test_an_exported_prompt_tuned_classifier_loads_in_peft_with_equal_logits(tmp_path, base_run):
+    run = adapter_run(tmp_path, base_run, PromptTuningConfig(num_tokens=4), "classify")
+    out = tmp_path / "exported"
+    assert cli.main(["export", str(run), "--out", str(out)]) == 0
+    theirs = peft.PeftModel.from_pretrained(
+        transformers.GPT2ForSequenceClassification.from_pretrained(out), out / ADAPTER_DIR
+    ).eval()
+    ours, _, _ = load_model(run)
+    torch.testing.assert_close(hf_logits(theirs), logits_of(ours), atol=1e-5, rtol=1e-5)
+
+
 # -- peft -> gptlab -----------------------------------------------------------------------
 
 
@@ -272,6 +283,10 @@ IMPORTS = {
         "lm",
         lambda: peft.PromptTuningConfig(task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=3),
     ),
+    "prompt-classify": (
+        "classify",
+        lambda: peft.PromptTuningConfig(task_type=peft.TaskType.SEQ_CLS, num_virtual_tokens=3),
+    ),
 }
 
 
@@ -289,8 +304,8 @@ def test_an_imported_peft_adapter_gives_peft_logits(tmp_path, hf_base, base_run,
     assert (saved["task"], saved["adapter"]["type"]) == (task, "prompt" if is_prompt else "lora")
     assert saved["model"] == BODY.to_dict()  # the base's own context, not what a prompt leaves
     expected = hf_logits(theirs)
-    if is_prompt:
-        expected = expected[:, 3:]  # the logits of the real positions
+    if is_prompt and task == "lm":
+        expected = expected[:, 3:]  # the logits of the real positions (a classifier's: one row)
     torch.testing.assert_close(logits_of(ours), expected, atol=1e-5, rtol=1e-5)
 
 

@@ -40,6 +40,14 @@ from gptlab.errors import CheckpointError
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PREFIX = "base_model.model."  # where peft's PeftModel keeps the base: its saved names start so
+
+
+def head_key(peft_type: str) -> str:
+    """The saved name of a classifier's head: a LoRA model nests the base one level deeper
+    (`base_model.model.`) than a prompt-learning model (`base_model.`)."""
+    return f"{PREFIX if peft_type == 'LORA' else 'base_model.'}{HEAD}.weight"
+
+
 PROMPT_KEY = "prompt_embeddings"
 HEAD = "score"
 TASK_TYPES = {"lm": "CAUSAL_LM", "classify": "SEQ_CLS"}
@@ -164,7 +172,7 @@ def prompt_to_peft(
     }
     state = {PROMPT_KEY: tuned.prompt.detach().cpu().contiguous()}  # (N, C)
     if classify:
-        state[f"{PREFIX}{HEAD}.weight"] = model.score.weight.detach().cpu().contiguous()
+        state[head_key("PROMPT_TUNING")] = model.score.weight.detach().cpu().contiguous()
     return values, state
 
 
@@ -393,7 +401,7 @@ def load_peft(folder: str | Path, base: str | None = None):
     sections = {"task": "lm", "base": base_record(info, body)}
     head_weight = None
     if values.get("task_type") == TASK_TYPES["classify"]:
-        head_weight = state.pop(f"{PREFIX}{HEAD}.weight", None)  # (K, C)
+        head_weight = state.pop(head_key(values["peft_type"]), None)  # (K, C)
         if is_classifier(model):
             head = model.head
             if head_weight is None:  # peft saved no head: the base's is the one
