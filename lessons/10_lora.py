@@ -100,19 +100,25 @@ def target(x):
     return pretrained(x) + x @ true_delta.t()
 
 
-def train_adapter(r: int, steps: int = quick_or_full(200, 1000)):
-    torch.manual_seed(1)
-    layer = LoRALinear(copy.deepcopy(pretrained), r=r, alpha=r)
-    optimizer = torch.optim.Adam([layer.A, layer.B], lr=1e-2)
+def fit(layer: LoRALinear, steps: int, lr: float) -> float:
+    """Train the adapter's A and B (only they) to make the layer match `target`; the last loss."""
+    optimizer = torch.optim.Adam([layer.A, layer.B], lr=lr)
     for _ in range(steps):
         batch = torch.randn(64, D)
         loss = F.mse_loss(layer(batch), target(batch))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    return loss.item()
+
+
+def train_adapter(r: int, steps: int = quick_or_full(200, 1000)):
+    torch.manual_seed(1)
+    layer = LoRALinear(copy.deepcopy(pretrained), r=r, alpha=r)
+    loss = fit(layer, steps, lr=1e-2)
     error = (layer.delta_weight() - true_delta).norm() / true_delta.norm()
-    print(f"r={r}: final loss {loss.item():.5f}, ΔW off by {error:.1%} of the true change")
-    return layer, loss.item()
+    print(f"r={r}: final loss {loss:.5f}, ΔW off by {error:.1%} of the true change")
+    return layer, loss
 
 
 adapters = {r: train_adapter(r) for r in (1, 2, 4)}
@@ -138,13 +144,7 @@ def update_size(r: int, scale: float, steps: int = 5) -> float:
     torch.manual_seed(2)
     layer = LoRALinear(copy.deepcopy(pretrained), r=r, alpha=1)
     layer.scale = scale
-    optimizer = torch.optim.Adam([layer.A, layer.B], lr=1e-3)
-    for _ in range(steps):
-        batch = torch.randn(64, D)
-        loss = F.mse_loss(layer(batch), target(batch))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    fit(layer, steps, lr=1e-3)
     return layer.delta_weight().norm().item()
 
 

@@ -14,8 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from figure_size import check_size
+
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "figures" / "confusion.png"
-MAX_BYTES = 300 * 1024  # the largest figure the repository keeps (tests/test_docs.py)
 
 
 def main() -> int:
@@ -40,15 +41,7 @@ def main() -> int:
     except GptlabError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        print(
-            f"{path} is {size / 1024:.0f} KB, over the {MAX_BYTES // 1024} KB limit",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"wrote {path}")
-    return 0
+    return check_size(path)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from figure_size import check_size
+
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "figures" / "lora-spectrum.png"
-MAX_BYTES = 300 * 1024  # the largest figure the repository keeps (tests/test_docs.py)
 
 
 def main() -> int:
@@ -60,15 +61,7 @@ def main() -> int:
     for kind, values in spectrum.items():
         shares = energy_share(values).mean(dim=0)
         print(f"{kind:>22} " + " ".join(f"{shares[r - 1]:6.1%}" for r in LORA_RANKS))
-    size = path.stat().st_size
-    if size > MAX_BYTES:
-        print(
-            f"{path} is {size / 1024:.0f} KB, over the {MAX_BYTES // 1024} KB limit",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"wrote {path} ({size / 1024:.0f} KB)")
-    return 0
+    return check_size(path)
 
 
 if __name__ == "__main__":
