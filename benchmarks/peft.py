@@ -365,6 +365,7 @@ def speed(args, device) -> dict:
     del ours, peer
     contestants = {
         "gptlab LoRA, compiled": (0, True),
+        "gptlab LoRA, eager": (0, False),
         "peft LoRA, eager": (1, False),
         "peft LoRA, compiled": (1, True),
     }
@@ -411,12 +412,19 @@ def speed(args, device) -> dict:
             f"{mine['peak_mib'] / r['peak_mib']:.2f}"
             if r["peak_mib"] and not name.startswith("gptlab")
             else ""
-        )
+        )  # ratios against gptlab compiled; like against like is printed below
         print(
             f"| {name} | {r['step_ms']:.2f} | {r['tokens_per_s']:,.0f} | {peak} | {ratio} | {memory} |"
         )
     speedup = peers[fastest]["step_ms"] / mine["step_ms"]
     print(f"gptlab against the faster peer ({fastest}): {speedup:.2f}x the speed (target >= 1.2)")
+    for mode in ("eager", "compiled"):  # like against like
+        ours_, theirs = results[f"gptlab LoRA, {mode}"], results.get(f"peft LoRA, {mode}", {})
+        if "step_ms" in ours_ and "step_ms" in theirs:
+            print(
+                f"{mode} against {mode}: gptlab {theirs['step_ms'] / ours_['step_ms']:.2f}x "
+                f"peft's speed, {ours_['peak_mib'] or 0:,.0f} MiB against {theirs['peak_mib'] or 0:,.0f}"
+            )
     return {"trainable": counts, "batch": [B, T], "results": results, "fastest_peer": fastest,
             "speedup_vs_fastest_peer": speedup}  # fmt: skip
 
