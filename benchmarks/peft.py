@@ -421,10 +421,13 @@ def speed(args, device) -> dict:
     for mode in ("eager", "compiled"):  # like against like
         ours_, theirs = results[f"gptlab LoRA, {mode}"], results.get(f"peft LoRA, {mode}", {})
         if "step_ms" in ours_ and "step_ms" in theirs:
-            print(
-                f"{mode} against {mode}: gptlab {theirs['step_ms'] / ours_['step_ms']:.2f}x "
-                f"peft's speed, {ours_['peak_mib'] or 0:,.0f} MiB against {theirs['peak_mib'] or 0:,.0f}"
+            memory = (
+                f", {ours_['peak_mib']:,.0f} MiB against {theirs['peak_mib']:,.0f}"
+                if ours_["peak_mib"] and theirs["peak_mib"]
+                else ""
             )
+            speed = theirs["step_ms"] / ours_["step_ms"]
+            print(f"{mode} against {mode}: gptlab {speed:.2f}x peft's speed{memory}")
     return {"trainable": counts, "batch": [B, T], "results": results, "fastest_peer": fastest,
             "speedup_vs_fastest_peer": speedup}  # fmt: skip
 
