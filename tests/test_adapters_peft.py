@@ -213,6 +213,19 @@ def test_an_exported_lora_run_loads_in_peft_with_equal_logits(
     torch.testing.assert_close(hf_logits(theirs.eval()), logits_of(ours), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("targets", [("q", "k", "v", "c_fc"), ("q", "v")])
+def test_a_per_projection_adapter_goes_to_peft_and_back_unchanged(tmp_path, base_run, targets):
+    run = adapter_run(tmp_path, base_run, LoRAConfig(r=2, alpha=4, targets=targets))
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "hf")]) == 0
+    back = tmp_path / "back"
+    adapter = str(tmp_path / "hf" / ADAPTER_DIR)
+    assert cli.main(["import", adapter, "--base", str(base_run), "--out", str(back)]) == 0
+    config = json.loads((back / "config.json").read_text())["adapter"]
+    assert (config["r"], config["alpha"], tuple(config["targets"])) == (2, 4.0, targets)
+    ours, theirs = load_model(run)[0], load_model(back)[0]
+    torch.testing.assert_close(logits_of(theirs), logits_of(ours), atol=1e-6, rtol=1e-6)
+
+
 def test_merged_export_is_one_plain_model_with_equal_logits(tmp_path, base_run):
     run = adapter_run(tmp_path, base_run, LoRAConfig(r=4, alpha=8, targets=PER_PROJECTION))
     assert cli.main(["export", str(run), "--merged", "--out", str(tmp_path / "merged")]) == 0

@@ -17,7 +17,8 @@ and B as they are. Two things have no direct equivalent and are written as exact
   LoRA of rank parts x r on `c_attn`: A the parts' A stacked, B block-diagonal over the parts'
   output rows (zeros elsewhere). `rank_pattern` gives that rank, and `alpha_pattern` parts x
   alpha, so the scale alpha / r is unchanged and the update is the same to the last bit of
-  arithmetic a matrix product allows.
+  arithmetic a matrix product allows. Reading an adapter, that block structure (and nothing
+  else) is taken back as q/k/v parts, so a gptlab adapter goes to peft and back unchanged.
 - for SEQ_CLS, peft always saves the head `score` whole (`modules_to_save`), and that wins over
   a LoRA on it; the head is new and saved whole anyway, so a LoRA of it is merged into the
   `score.weight` the adapter saves.
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from gptlab.adapters.config import LoRAConfig, PromptTuningConfig
+from gptlab.adapters.config import QKV, LoRAConfig, PromptTuningConfig
 from gptlab.adapters.lora import DEFAULT_ADAPTER, WHOLE, lora_layers
 from gptlab.adapters.prompt import PromptTuned
 from gptlab.errors import CheckpointError
@@ -283,6 +284,7 @@ def lora_from_peft(
     linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     settings = set()
     lora_state = {}
+    split: dict[str, tuple[str, ...]] = {}  # fused c_attn updates that are q/k/v parts
     for module, pair in sorted(modules.items()):
         name = _gptlab_name(model, module)
         if name not in linears:
@@ -298,9 +300,16 @@ def lora_from_peft(
             raise CheckpointError(
                 f"{module}.lora_A has rank {pair['A'].size(0)}, its config says r={r}"
             )
+        parts = _qkv_parts(name, pair, r, alpha, values)
+        if parts is None:
+            parts = {WHOLE: (pair["A"], pair["B"])}
+        else:  # gptlab's per-projection form, exported as one fused update (see the top)
+            r, alpha = values["r"], values["lora_alpha"]
+            split[name] = tuple(parts)
         settings.add((r, float(alpha)))
-        lora_state[f"{name}.lora.{DEFAULT_ADAPTER}.A.{WHOLE}"] = pair["A"]
-        lora_state[f"{name}.lora.{DEFAULT_ADAPTER}.B.{WHOLE}"] = pair["B"]
+        for part, (A, B) in parts.items():
+            lora_state[f"{name}.lora.{DEFAULT_ADAPTER}.A.{part}"] = A
+            lora_state[f"{name}.lora.{DEFAULT_ADAPTER}.B.{part}"] = B
     if len(settings) > 1:
         found = ", ".join(f"r={r} alpha={alpha:g}" for r, alpha in sorted(settings))
         raise CheckpointError(
@@ -308,15 +317,49 @@ def lora_from_peft(
             "alpha_pattern): gptlab's LoRA has one rank and one alpha for all its modules"
         )
     ((r, alpha),) = settings
+    adapted = [_gptlab_name(model, module) for module in modules]
+    targets = compact_targets([name for name in adapted if name not in split], sorted(linears))
+    if split:
+        fused = {name for name in linears if name.endswith("attn.c_attn")}
+        kinds = set(split.values())
+        if set(split) != fused or len(kinds) != 1:
+            raise CheckpointError(
+                "the adapter's query/key/value parts differ between blocks: gptlab's LoRA takes "
+                "the same q/k/v parts in every block"
+            )
+        targets = (*kinds.pop(), *targets)
     config = LoRAConfig(
-        r=r,
-        alpha=alpha,
-        dropout=float(values.get("lora_dropout", 0.0)),
-        targets=compact_targets(
-            [_gptlab_name(model, module) for module in modules], sorted(linears)
-        ),
+        r=r, alpha=alpha, dropout=float(values.get("lora_dropout", 0.0)), targets=targets
     )
     return config, lora_state
+
+
+def _qkv_parts(name: str, pair: dict, r: int, alpha: float, values: dict) -> dict | None:
+    """{q/k/v: (A, B)} when a fused c_attn update is gptlab's per-projection form as `lora_to_peft`
+    writes it: rank (parts x r) at the adapter's alpha/r scale, each r-column group of B nonzero
+    in one third of the rows only. None for an ordinary update of the whole layer."""
+    base_r, base_alpha = values.get("r", 8), values.get("lora_alpha", 8)
+    parts_count, remainder = divmod(r, base_r)
+    if not name.endswith("attn.c_attn") or parts_count < 2 or remainder:
+        return None
+    if abs(alpha / r - base_alpha / base_r) > 1e-9:
+        return None
+    A, B = pair["A"], pair["B"]  # (parts x r, C), (3C, parts x r)
+    third = B.size(0) // 3
+    parts, unused = {}, list(QKV)
+    for group in range(parts_count):
+        columns = slice(group * base_r, (group + 1) * base_r)
+        rows = [i for i in range(3) if B[i * third : (i + 1) * third, columns].any()]
+        if len(rows) > 1:
+            return None
+        # a group of zeros (an untrained adapter) is the next unused part, the exporter's order
+        index = rows[0] if rows else QKV.index(unused[0])
+        part = QKV[index]
+        if part not in unused:
+            return None
+        unused.remove(part)
+        parts[part] = (A[columns], B[index * third : (index + 1) * third, columns])
+    return dict(sorted(parts.items(), key=lambda item: QKV.index(item[0])))
 
 
 def _pattern_value(pattern: dict | None, module: str, default):
