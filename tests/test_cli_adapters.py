@@ -179,3 +179,12 @@ def test_bad_adapter_flags_are_one_line_errors(base, messages, tmp_path, capsys,
 def test_resume_refuses_a_new_adapter(lora_run, capsys):
     assert gptlab("finetune", "classify", "--resume", lora_run, "--lora", "r=8") == 2
     assert "continues a run as it was" in capsys.readouterr().err
+
+
+def test_the_demo_loads_an_adapter_run_and_names_its_adapter(lora_run, prompt_run):
+    from gptlab.demo.models import describe, load_model_spec
+
+    for run, words in ((lora_run, "LoRA r=4, alpha=8"), (prompt_run, "prompt tuning, 5 virtual")):
+        model, tokenizer, info = load_model_spec(str(run), "cpu")
+        line = describe(str(run), model, tokenizer, info)
+        assert words in line and "on " in line and not model.training
