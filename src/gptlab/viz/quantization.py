@@ -101,8 +101,7 @@ def plot_quantization_error(errors: dict[str, dict[str, Tensor]], title: str) ->
         values = values.clamp(min=1e-6).sort().values
         share = torch.arange(1, len(values) + 1) / len(values)
         cdf_axes.plot(values, share, color=COLORS[scheme], lw=2, label=scheme)
-        median = values[len(values) // 2]
-        cdf_axes.plot(median, 0.5, "o", color=COLORS[scheme], ms=5)
+        cdf_axes.plot(values.median(), 0.5, "o", color=COLORS[scheme], ms=5)
     cdf_axes.set_xscale("log")
     cdf_axes.set_xlim(1e-4, 1)
     cdf_axes.set_ylim(0, 1)
