@@ -200,6 +200,19 @@ def test_int8_dynamic_runs_the_readable_path_where_fbgemm_cannot(case, monkeypat
     assert y.requires_grad == x.requires_grad
 
 
+def test_a_compiled_int8_dynamic_linear_compiles_the_readable_path():
+    """torch.compile cannot trace the fbgemm cache's checks; it gets the readable path."""
+    quantized = Int8Linear.from_linear(linear_with_outliers(), "dynamic")
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        compiled = torch.compile(quantized)(x)
+        reference = int8_module.int8_linear(
+            x, *(quantized.weight, quantized.scale), None, "dynamic"
+        )
+    assert quantized.fbgemm.packed is None
+    assert torch.allclose(compiled, reference + quantized.bias, atol=1e-5)
+
+
 @pytest.mark.parametrize("rows", [1, 32])
 def test_the_int8_matmul_is_the_exact_integer_product(rows):
     generator = torch.Generator().manual_seed(rows)

@@ -114,10 +114,12 @@ def _has_quantized_linear_ops() -> bool:
 
 
 def fast_path_runs(x: Tensor, weight: Tensor) -> bool:
-    """Whether `FbgemmWeight` can compute this product: float32 on the CPU, and no gradient
-    wanted (fbgemm's op has no backward; a LoRA input keeps the readable path)."""
+    """Whether `FbgemmWeight` can compute this product: float32 on the CPU, no gradient wanted
+    (fbgemm's op has no backward; a LoRA input keeps the readable path), and not inside
+    torch.compile, which cannot trace the cache's checks and compiles the readable path."""
     return (
         FAST_CPU
+        and not torch.compiler.is_compiling()
         and x.device.type == "cpu"
         and weight.device.type == "cpu"
         and x.dtype == torch.float32
