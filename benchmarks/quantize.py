@@ -8,7 +8,9 @@ each of gptlab's methods and, as the peer, PyTorch's `torch.ao.quantization.quan
   writes it (the peer's packed weights as `torch.save` writes them);
 - cpu-decode: greedy decoding at batch 1 through `gptlab.generation`, every model decoding
   the same prompt for the same number of new tokens, in alternation within each repetition;
-  medians of --reps. "decode tok/s" leaves the prefill out.
+  medians of --reps. "decode tok/s" leaves the prefill out. int8-dynamic runs twice, through
+  fbgemm (its fast CPU path, the default) and through the readable path (`torch._int_mm`), the
+  same model with `gptlab.quantization.int8.FAST_CPU` switched off while it decodes.
 
 Parts still to come (issue 13): gpu-decode (bf16, compiled, batch 1 and 16, % of memory
 bandwidth), torchao's kernels as methods, perplexity and greedy agreement of a trained model.
@@ -35,6 +37,7 @@ PARTS = ("size", "cpu-decode")
 FLOAT = "float32"
 PEER = "torch.ao quantize_dynamic"
 CPU_METHODS = ("int8-dynamic", "int8-weight")  # int4-weight is a GPU method (see int4.py)
+READABLE = " (readable)"  # the suffix of a row that decodes with FAST_CPU off
 
 
 def parse_args() -> argparse.Namespace:
@@ -134,15 +137,17 @@ def measure_decode(model, args) -> dict:
     models = {FLOAT: model}
     for method in args.methods.split(","):
         models[method] = quantized(model, method, args.group_size)
+        if method == "int8-dynamic":
+            models[method + READABLE] = copy.deepcopy(models[method])
     if not args.no_peer:
         models[PEER] = peer(model)
     prompt = torch.randint(0, model.config.vocab_size, (args.prompt_len,)).tolist()
     rows = {name: Row(name, [prompt], args.new_tokens, Decoder(m)) for name, m in models.items()}
-    tokens = {name: time_gptlab(row)[2] for name, row in rows.items()}  # warm-up
+    tokens = {name: timed(row)[2] for name, row in rows.items()}  # warm-up
     times = {name: [] for name in rows}
     for _ in range(args.reps):
         for name, row in rows.items():  # in alternation: a slow moment hurts every model
-            times[name].append(time_gptlab(row)[0])
+            times[name].append(timed(row)[0])
     speeds = {name: (args.new_tokens - 1) / statistics.median(t) for name, t in times.items()}
     print(
         "\n| model | decode tok/s, batch 1 | x float32 | greedy tokens = float32's |"
@@ -152,6 +157,17 @@ def measure_decode(model, args) -> dict:
         same = sum(a == b for a, b in zip(tokens[name][0], tokens[FLOAT][0]))
         print(f"| {name} | {speed:.1f} | {speed / speeds[FLOAT]:.2f}x | {same}/{args.new_tokens} |")
     return {"tok/s": speeds, "runs_s": times, "measured_at": time.time()}
+
+
+def timed(row):
+    """`time_gptlab(row)`, through gptlab's readable int8 path where the row's name says so."""
+    from gptlab.quantization import int8
+
+    int8.FAST_CPU = not row.label.endswith(READABLE)
+    try:
+        return time_gptlab(row)
+    finally:
+        int8.FAST_CPU = True
 
 
 if __name__ == "__main__":

@@ -65,6 +65,25 @@ def tiny_gpt(seed=0) -> GPT:
     return GPT(CONFIG).eval()
 
 
+def linear_with_outliers() -> nn.Linear:
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 24)
+    with torch.no_grad():
+        linear.weight.copy_(weights_with_outliers())
+    return linear
+
+
+needs_fbgemm = pytest.mark.skipif(
+    not int8_module.fbgemm_available(), reason="int8-dynamic's fast path is fbgemm's (x86)"
+)
+
+
+@pytest.fixture
+def readable_int8(monkeypatch):
+    """int8-dynamic through gptlab's readable path, fbgemm's fast one switched off."""
+    monkeypatch.setattr(int8_module, "FAST_CPU", False)
+
+
 # --- int8 ---------------------------------------------------------------------------------------
 
 
@@ -101,14 +120,11 @@ def test_int8_weight_only_linear_is_within_its_bound_of_the_float_linear():
     assert error.max() > 0  # it did quantize
 
 
-def test_int8_dynamic_linear_is_within_its_bound_of_the_float_linear():
+def test_int8_dynamic_linear_is_within_its_bound_of_the_float_linear(readable_int8):
     """With x = x_q x_s + e_x (|e_x| <= x_s/2) and W = W_q w_s + e_w (|e_w| <= w_s/2):
     x Wᵀ - (x_q x_s)(W_q w_s)ᵀ = e_x Wᵀ + (x_q x_s) e_wᵀ, so
     |error_j| <= x_s/2 ||W_j||₁ + w_s_j/2 ||x_q x_s||₁."""
-    torch.manual_seed(0)
-    linear = nn.Linear(64, 24)
-    with torch.no_grad():
-        linear.weight.copy_(weights_with_outliers())
+    linear = linear_with_outliers()
     quantized = Int8Linear.from_linear(linear, "dynamic")
     x = torch.randn(9, 64)
     x_q, x_scale = quantize_per_channel(x)
@@ -119,6 +135,82 @@ def test_int8_dynamic_linear_is_within_its_bound_of_the_float_linear():
     ) + quantized.scale / 2 * x_deq.abs().sum(1, keepdim=True)
     assert (error <= bound * (1 + EPS) + EPS).all()
     assert error.max() > 0
+    assert quantized.fbgemm.packed is None  # the readable path it claims to test
+
+
+@needs_fbgemm
+def test_int8_dynamic_fast_path_is_within_its_bound_of_the_float_linear():
+    """fbgemm quantizes x per tensor, asymmetric, in 7 bits (reduce_range): one step
+    x_s = (max(x, 0) - min(x, 0)) / 127 for every token, the grid shifted by a rounded zero
+    point, so still |e_x| <= x_s/2, and the readable path's bound holds with that x_s (a coarser
+    step than a token's own max|x| / 127 when x has both signs). x dequantized is within x_s/2 of
+    x, so ||x_q x_s||₁ <= ||x||₁ + in · x_s/2:
+    |error_j| <= x_s/2 ||W_j||₁ + w_s_j/2 (||x||₁ + in · x_s/2)."""
+    linear = linear_with_outliers()
+    quantized = Int8Linear.from_linear(linear, "dynamic")
+    x = torch.randn(9, 64)
+    with torch.no_grad():
+        error = (linear(x) - quantized(x)).abs()  # (9, 24)
+    assert quantized.fbgemm.packed is not None  # it ran fbgemm
+    x_scale = (x.max().clamp(min=0) - x.min().clamp(max=0)) / 127
+    x_l1 = x.abs().sum(1, keepdim=True) + 64 * x_scale / 2  # (9, 1)
+    bound = x_scale / 2 * linear.weight.abs().sum(1) + quantized.scale / 2 * x_l1  # (9, 24)
+    assert (error <= bound * (1 + EPS) + EPS).all()
+    assert error.max() > 0
+
+
+@needs_fbgemm
+def test_the_fbgemm_weight_is_not_saved_and_follows_the_weight_it_was_packed_from():
+    """A state dict holds the int8 weight only; loading another one repacks, a copy packs anew."""
+    first = Int8Linear.from_linear(linear_with_outliers(), "dynamic")
+    second = Int8Linear.from_linear(nn.Linear(64, 24), "dynamic")
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        before = first(x)
+        assert set(first.state_dict()) == {"weight", "scale", "bias"}
+        assert copy.deepcopy(first).fbgemm.packed is None
+        first.load_state_dict(second.state_dict())  # in place: the weight's version moves on
+        assert torch.equal(first(x), second(x)) and not torch.equal(first(x), before)
+        first.weight = second.weight.clone()  # a new tensor
+        first.scale = second.scale * 2
+        assert torch.allclose(first(x) - first.bias, 2 * (second(x) - second.bias))
+
+
+def fallback_case(case: str, monkeypatch) -> torch.Tensor:
+    x = torch.randn(3, 64)
+    if case == "switched off":
+        monkeypatch.setattr(int8_module, "FAST_CPU", False)
+    elif case == "no fbgemm":
+        monkeypatch.setattr(int8_module, "fbgemm_available", lambda: False)
+    elif case == "float64":
+        x = x.double()
+    elif case == "a gradient to pass":
+        x.requires_grad_()
+    return x
+
+
+@pytest.mark.parametrize("case", ["switched off", "no fbgemm", "float64", "a gradient to pass"])
+def test_int8_dynamic_runs_the_readable_path_where_fbgemm_cannot(case, monkeypatch):
+    quantized = Int8Linear.from_linear(linear_with_outliers(), "dynamic")
+    x = fallback_case(case, monkeypatch)
+    y = quantized(x)
+    assert quantized.fbgemm.packed is None
+    buffers = (quantized.weight, quantized.scale, quantized.bias)
+    assert torch.equal(y, int8_module.int8_linear(x, *buffers, "dynamic"))
+    assert y.requires_grad == x.requires_grad
+
+
+def test_a_compiled_int8_dynamic_linear_compiles_the_readable_path():
+    """torch.compile cannot trace the fbgemm cache's checks; it gets the readable path."""
+    quantized = Int8Linear.from_linear(linear_with_outliers(), "dynamic")
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        compiled = torch.compile(quantized)(x)
+        reference = int8_module.int8_linear(
+            x, *(quantized.weight, quantized.scale), None, "dynamic"
+        )
+    assert quantized.fbgemm.packed is None
+    assert torch.allclose(compiled, reference + quantized.bias, atol=1e-5)
 
 
 @pytest.mark.parametrize("rows", [1, 32])
@@ -195,15 +287,23 @@ def test_a_tied_gpt_keeps_one_int8_table_for_wte_and_lm_head():
 
 
 # Largest logit change over the largest logit, and share of greedy tokens kept. Measured on this
-# random tiny GPT: 0.8%, 0.6% and 4.7%, every token kept; the limits leave room for another
-# platform's rounding, not for a broken method (a wrong scale moves logits by 100%).
-CLOSENESS = {"int8-dynamic": (0.02, 0.9), "int8-weight": (0.02, 0.9), "int4-weight": (0.1, 0.75)}
+# random tiny GPT: 0.8% (int8-dynamic, readable), 1.6% (int8-dynamic through fbgemm, whose
+# per-tensor activation step is coarser), 0.6% and 4.7%, every token kept; the limits leave room
+# for another platform's rounding, not for a broken method (a wrong scale moves logits by 100%).
+CLOSENESS = {
+    "int8-dynamic": (0.02, 0.9),
+    "int8-dynamic fbgemm": (0.03, 0.9),
+    "int8-weight": (0.02, 0.9),
+    "int4-weight": (0.1, 0.75),
+}
 
 
-@pytest.mark.parametrize("method", BUILT)
-def test_a_quantized_gpt_stays_close_to_the_float_one(method):
+@pytest.mark.parametrize("method", [*BUILT, "int8-dynamic fbgemm"])
+def test_a_quantized_gpt_stays_close_to_the_float_one(method, monkeypatch):
+    monkeypatch.setattr(int8_module, "FAST_CPU", method.endswith("fbgemm"))
     model = tiny_gpt()
-    quantized = quantize_model(copy.deepcopy(model), QuantConfig(method, group_size=32))
+    config = QuantConfig(method.removesuffix(" fbgemm"), group_size=32)
+    quantized = quantize_model(copy.deepcopy(model), config)
     idx = torch.randint(0, CONFIG.vocab_size, (4, 24), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         reference, _ = model(idx, all_logits=True)
@@ -286,6 +386,27 @@ def test_a_quantized_run_loads_its_int_weights_as_saved_without_quantizing(
     idx = torch.arange(10)[None]
     with torch.no_grad():
         assert torch.equal(model(idx)[0], saved_model(idx)[0])
+
+
+@needs_fbgemm
+def test_a_loaded_int8_dynamic_run_packs_its_saved_int8_weights_for_fbgemm(tmp_path, monkeypatch):
+    write_quantized_run(tmp_path / "run", "int8-dynamic")
+    saved = load_file(str(tmp_path / "run" / MODEL_FILE))
+    model, _, _ = load_run(tmp_path / "run")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fast path quantizes no weight (nor activation) itself")
+
+    monkeypatch.setattr(int8_module, "quantize_per_channel", refuse)
+    with torch.no_grad():
+        model(torch.arange(10)[None])
+    for layer, name in [(model.h[1].mlp.c_proj, "h.1.mlp.c_proj"), (model.lm_head, "wte")]:
+        qweight, _ = torch.ops.quantized.linear_unpack(layer.fbgemm.packed)
+        assert torch.equal(qweight.int_repr(), saved[f"{name}.weight"]), name
+        assert torch.equal(qweight.q_per_channel_scales().float(), saved[f"{name}.scale"]), name
+    state = model.state_dict()
+    assert set(state) == set(saved)
+    assert all(torch.equal(state[name], tensor) for name, tensor in saved.items())
 
 
 # --- the command line -----------------------------------------------------------------------------

@@ -20,6 +20,14 @@ Two ways to run a quantized Linear (`Int8Linear`):
   (Jacob et al. 2018, section 2.2, without zero points). `torch._int_mm` does it on the CPU
   and, for large enough shapes, on CUDA; elsewhere an exact integer product stands in.
 
+On the CPU, "dynamic" has a second, fast path (`FbgemmWeight`): the same int8 values and scales
+handed to fbgemm, PyTorch's x86 int8 kernels (the ones `torch.ao.quantization.quantize_dynamic`
+runs), which `torch._int_mm` is 2-3x slower than at decoding's one row (issue 13). fbgemm wants
+the weight in its own packed layout, so that is built on the first CPU forward from the stored
+int8 weight and kept beside it, never saved. It quantizes activations its own way (per tensor,
+asymmetric, 7 bits), so its outputs differ from the readable path's within a bound of the same
+form (tests/test_quantization.py). `FAST_CPU = False` runs everything through the readable path.
+
 `Int8Embedding` is the token table in the same format, so a tied GPT keeps one int8 table for
 `wte` and `lm_head` (`Int8TiedHead` reads the embedding's): at GPT-2's size that table is 30%
 of the weights.
@@ -27,12 +35,17 @@ of the weights.
 
 from __future__ import annotations
 
+import functools
+import warnings
+import weakref
+
 import torch
 from torch import Tensor, nn
 
 QMAX = 127  # symmetric: -128 is left out, so q and -q are both representable
 MODES = ("weight", "dynamic")
 TINY_SCALE = 1e-12  # the scale of an all-zero row: anything positive maps it to zeros
+FAST_CPU = True  # int8-dynamic through fbgemm on an x86 CPU; False: the readable path everywhere
 
 
 def quantize_per_channel(weight: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,6 +99,87 @@ def int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None, m
     return y if bias is None else y + bias.to(y.dtype)
 
 
+def fbgemm_available() -> bool:
+    """Whether this torch runs fbgemm's dynamic int8 Linear: an x86 build (on ARM the engine is
+    qnnpack) that still has `torch.ops.quantized`."""
+    return torch.backends.quantized.engine in ("x86", "fbgemm") and _has_quantized_linear_ops()
+
+
+@functools.cache
+def _has_quantized_linear_ops() -> bool:
+    try:
+        return bool(torch.ops.quantized.linear_prepack and torch.ops.quantized.linear_dynamic)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def fast_path_runs(x: Tensor, weight: Tensor) -> bool:
+    """Whether `FbgemmWeight` can compute this product: float32 on the CPU, no gradient wanted
+    (fbgemm's op has no backward; a LoRA input keeps the readable path), and not inside
+    torch.compile, which cannot trace the cache's checks and compiles the readable path."""
+    return (
+        FAST_CPU
+        and not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not (torch.is_grad_enabled() and x.requires_grad)
+        and fbgemm_available()
+    )
+
+
+class FbgemmWeight:
+    """fbgemm's packed copy of an int8 weight, built from it on first use and rebuilt when it
+    changes.
+
+    The int8 values and scales are handed over as they are (a per-channel qint8 tensor with
+    zero points 0 is exactly our q · scale), so nothing is quantized again. A plain object, not
+    a buffer: it is not in the state dict, and a copy or a pickle of the module starts without
+    it. It remembers which tensors it was packed from (weak references, so a replaced weight is
+    freed) and their version counters, which in-place writes such as `load_state_dict` bump.
+    The cost: at run time the weights are held twice, as saved and as packed (~125 MB for GPT-2).
+    """
+
+    def __init__(self):
+        self.packed = None
+        self.source: tuple = ()
+
+    def __getstate__(self) -> dict:
+        return {}  # deepcopy and pickle: the copy packs its own weight on its first forward
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
+    def linear(self, x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None) -> Tensor:
+        """y = x Wᵀ + b through fbgemm, activations quantized per tensor; x (..., in) float32."""
+        # reduce_range: activations get 7 bits (0..127), so an AVX2 pair sum, at most
+        # 2 · 127 · 127 = 32258 with our weights in [-127, 127], cannot saturate int16.
+        # quantize_dynamic does the same on x86.
+        return torch.ops.quantized.linear_dynamic(x, self.packed_for(weight, scale, bias), True)
+
+    def packed_for(self, weight: Tensor, scale: Tensor, bias: Tensor | None):
+        tensors = (weight, scale) if bias is None else (weight, scale, bias)
+        if not self._packed_from(tensors):
+            self.packed = pack_for_fbgemm(weight, scale, bias)
+            self.source = tuple((weakref.ref(t), t._version) for t in tensors)
+        return self.packed
+
+    def _packed_from(self, tensors: tuple[Tensor, ...]) -> bool:
+        return len(tensors) == len(self.source) and all(
+            ref() is t and version == t._version for (ref, version), t in zip(self.source, tensors)
+        )
+
+
+def pack_for_fbgemm(weight: Tensor, scale: Tensor, bias: Tensor | None):
+    """Our int8 weight (out, in) and scales (out,) as fbgemm's packed weight, values unchanged."""
+    zero_points = torch.zeros(weight.size(0), dtype=torch.int64)
+    with warnings.catch_warnings():  # torch deprecates quantized tensors (for torchao's) but
+        # still runs them; once it drops them, fbgemm_available() says so and the readable path runs
+        warnings.simplefilter("ignore")
+        qweight = torch._make_per_channel_quantized_tensor(weight, scale.double(), zero_points, 0)
+        return torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.float())
+
+
 class Int8Linear(nn.Module):
     """A Linear whose weight is int8 with one scale per output channel (see the module doc).
 
@@ -101,6 +195,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.ones(out_features))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        self.fbgemm = FbgemmWeight()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, mode: str) -> Int8Linear:
@@ -111,6 +206,8 @@ class Int8Linear(nn.Module):
         return module.to(linear.weight.device)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "dynamic" and fast_path_runs(x, self.weight):
+            return self.fbgemm.linear(x, self.weight, self.scale, self.bias)
         return int8_linear(x, self.weight, self.scale, self.bias, self.mode)
 
     def extra_repr(self) -> str:
@@ -154,6 +251,7 @@ class Int8TiedHead(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.tied = (embedding,)  # a tuple: nn.Module does not register what is inside one
         self.mode = mode
+        self.fbgemm = FbgemmWeight()
 
     @property
     def weight(self) -> Tensor:
@@ -161,6 +259,8 @@ class Int8TiedHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         embedding = self.tied[0]
+        if self.mode == "dynamic" and fast_path_runs(x, embedding.weight):
+            return self.fbgemm.linear(x, embedding.weight, embedding.scale, None)  # (..., V)
         return int8_linear(x, embedding.weight, embedding.scale, None, self.mode)  # (..., V)
 
     def extra_repr(self) -> str:
