@@ -12,11 +12,17 @@ each of gptlab's methods and, as the peer, PyTorch's `torch.ao.quantization.quan
   fbgemm (its fast CPU path, the default) and through the readable path (`torch._int_mm`), the
   same model with `gptlab.quantization.int8.FAST_CPU` switched off while it decodes.
 
+- quality (with --run RUN, a trained language-model run): the validation perplexity of the
+  run's own split under each method and the peer, its increase over float32, and the share of
+  greedy tokens equal to float32's over fixed prompts (8 prompts of 16 validation tokens, 32
+  new tokens each).
+
 Parts still to come (issue 13): gpu-decode (bf16, compiled, batch 1 and 16, % of memory
-bandwidth), torchao's kernels as methods, perplexity and greedy agreement of a trained model.
+bandwidth), torchao's kernels as methods.
 
     PYTHONPATH=src python3 benchmarks/quantize.py --only size,cpu-decode --report-json q.json
     PYTHONPATH=src python3 benchmarks/quantize.py --quick        # a smoke run
+    uv run python benchmarks/quantize.py --only quality --run runs/gpt2-mini
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pathlib import Path
 
 from generate import Row, time_gptlab
 
-PARTS = ("size", "cpu-decode")
+PARTS = ("size", "cpu-decode", "quality")
 FLOAT = "float32"
 PEER = "torch.ao quantize_dynamic"
 CPU_METHODS = ("int8-dynamic", "int8-weight")  # int4-weight is a GPU method (see int4.py)
@@ -55,11 +61,21 @@ def parse_args() -> argparse.Namespace:
     add("--reps", type=int, default=3, help="timed repetitions (default 3)")
     add("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     add("--no-peer", action="store_true", help="leave torch.ao's quantize_dynamic out")
+    add("--run", help="quality: a trained language-model run directory (e.g. runs/gpt2-mini)")
+    add(
+        "--quality-methods",
+        default="int8-dynamic,int8-weight,int4-weight",
+        help="quality: the methods to evaluate",
+    )
     add("--quick", action="store_true", help="a smoke run: 1 repetition, 8 new tokens")
     add("--report-json", help="write the results here as JSON")
     args = parser.parse_args()
     if args.quick:
         args.reps, args.new_tokens = 1, 8
+    if "quality" in args.only.split(",") and not args.run:
+        if args.only != ",".join(PARTS):
+            parser.error("quality needs --run RUN, a trained language-model run directory")
+        args.only = "size,cpu-decode"  # the default parts: quality only when a run is given
     return args
 
 
@@ -73,19 +89,21 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     parts = set(args.only.split(","))
-    torch.manual_seed(0)
-    config = GPTConfig.from_preset(args.preset, dropout=0.0)
-    model = GPT(config).eval()
-    print(
-        f"{args.preset} ({model.num_params() / 1e6:.0f}M parameters, random), float32, torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads; medians of {args.reps} reps",
-        flush=True,
-    )
     report = {"preset": args.preset, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if parts & {"size", "cpu-decode"}:
+        torch.manual_seed(0)
+        model = GPT(GPTConfig.from_preset(args.preset, dropout=0.0)).eval()
+        print(
+            f"{args.preset} ({model.num_params() / 1e6:.0f}M parameters, random), float32, torch "
+            f"{torch.__version__}, {torch.get_num_threads()} threads; medians of {args.reps} reps",
+            flush=True,
+        )
     if "size" in parts:
         report["size"] = measure_sizes(model, args)
     if "cpu-decode" in parts:
         report["cpu-decode"] = measure_decode(model, args)
+    if "quality" in parts:
+        report["quality"] = measure_quality(args)
     if args.report_json:
         Path(args.report_json).write_text(json.dumps(report, indent=2) + "\n")
 
@@ -168,6 +186,47 @@ def timed(row):
         return time_gptlab(row)
     finally:
         int8.FAST_CPU = True
+
+
+def measure_quality(args) -> dict:
+    """Validation perplexity and greedy agreement of a trained run under each method."""
+    import numpy as np
+    import torch
+
+    from gptlab.data.text import TokenData, resolve_text
+    from gptlab.evaluation import perplexity
+    from gptlab.generation import GenerationConfig, generate
+    from gptlab.pretrained import load_model
+
+    model, tokenizer, info = load_model(args.run, task="lm")
+    data = info["config"]["data"]
+    val = TokenData.from_file(
+        resolve_text(data["data"]), tokenizer, data.get("val_fraction", 0.1)
+    ).val
+    offsets = np.linspace(0, len(val) - 17, 8).astype(int)
+    prompts = [[int(t) for t in val[o : o + 16]] for o in offsets]
+    greedy = GenerationConfig(max_new_tokens=32, strategy="greedy", eos_id=None)
+    models = {FLOAT: model}
+    for method in args.quality_methods.split(","):
+        models[method] = quantized(model, method, args.group_size)
+    if not args.no_peer:
+        models[PEER] = peer(model)
+    results, reference = {}, None
+    print(f"\nquality of {args.run} on {data['data']}'s validation split ({len(val):,} tokens):")
+    for name, m in models.items():
+        with torch.no_grad():
+            loss = perplexity(m, val, model.config.context_length)
+            tokens = generate(m, prompts, greedy)
+        reference = reference or tokens
+        same = sum(a == b for mine, ref in zip(tokens, reference) for a, b in zip(mine, ref))
+        results[name] = {"perplexity": loss["perplexity"], "greedy_same": same / (8 * 32)}
+    base = results[FLOAT]["perplexity"]
+    print("\n| model | validation perplexity | increase | greedy tokens = float32's |")
+    print("|---|---:|---:|---:|")
+    for name, r in results.items():
+        change = f"{100 * (r['perplexity'] / base - 1):+.2f}%" if name != FLOAT else ""
+        print(f"| {name} | {r['perplexity']:.3f} | {change} | {r['greedy_same']:.1%} |")
+    return results
 
 
 if __name__ == "__main__":
