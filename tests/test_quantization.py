@@ -556,10 +556,69 @@ def test_an_adapter_run_is_refused_until_merged(language_model, tmp_path, capsys
 
 
 @pytest.mark.parametrize("task", ["lm", "classify", "instruct"])
-def test_finetuning_a_quantized_base_is_refused_until_qlora(quantized_run, tmp_path, capsys, task):
+def test_full_finetuning_of_a_quantized_base_is_refused(quantized_run, tmp_path, capsys, task):
     data = tmp_path / ("corpus.txt" if task == "lm" else "data.csv")
     data.write_text("text,label\nhi,a\nyo,b\n" if task == "classify" else "hello there\n" * 50)
     status = gptlab("finetune", task, quantized_run, "--data", data, "--out", tmp_path / "ft")
     err = capsys.readouterr().err
-    assert status == 2 and "is quantized (int8-dynamic)" in err and err.count("\n") == 1
+    assert status == 2 and "its integer weights cannot train" in err and err.count("\n") == 1
     assert not (tmp_path / "ft").exists()
+
+
+# --- QLoRA: an adapter trained over a quantized, frozen base ---------------------------------
+
+
+@pytest.mark.parametrize("method", ["int8-weight", "int4-weight"])
+def test_a_lora_step_on_a_quantized_base_trains_the_adapter_only(method):
+    from gptlab.adapters import LoRAConfig, add_lora, freeze_base
+
+    model = quantize_model(tiny_gpt(), QuantConfig(method, group_size=32)).train()
+    add_lora(model, LoRAConfig(r=4, dropout=0.0))
+    trainable, _ = freeze_base(model)
+    frozen = {name: t.clone() for name, t in model.state_dict().items() if ".lora." not in name}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    idx = torch.randint(0, CONFIG.vocab_size, (4, 16), generator=torch.Generator().manual_seed(5))
+    losses = []
+    for _ in range(5):
+        _, loss = model(idx[:, :-1], idx[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert trainable > 0 and losses[-1] < losses[0]
+    for name, tensor in model.state_dict().items():
+        if ".lora." not in name:  # the quantized base did not move, not even its floats
+            assert torch.equal(tensor, frozen[name]), name
+    with pytest.raises(ConfigError, match="cannot merge LoRA into a quantized base"):
+        from gptlab.adapters import merge_lora
+
+        merge_lora(model)
+
+
+def test_qlora_finetunes_samples_and_reloads_over_a_quantized_run(language_model, tmp_path, capsys):  # noqa: F811
+    base = tmp_path / "int8w"
+    assert gptlab("quantize", language_model, "--method", "int8-weight", "--out", base) == 0
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
+    run = tmp_path / "qlora"
+    status = gptlab(
+        "finetune", "lm", base, "--data", corpus, "--out", run, "--lora", "r=4",
+        "--max-iters", "4", "--batch-size", "2", "--eval-interval", "2", "--eval-iters", "1",
+        "--device", "cpu", "--no-tensorboard",
+    )  # fmt: skip
+    assert status == 0
+    saved = load_file(str(run / MODEL_FILE))
+    assert saved and all(".lora." in name for name in saved)  # the base is referenced, not copied
+    config = json.loads((run / "config.json").read_text())
+    assert config["base"]["path"] == str(base.resolve())
+    capsys.readouterr()
+    assert gptlab("sample", run, "--prompt", "the quick", "--max-new-tokens", "4") == 0
+    assert capsys.readouterr().out.startswith("the quick")
+
+
+def test_an_adapter_over_int8_dynamic_is_refused(quantized_run, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello there\n" * 50)
+    args = ("finetune", "lm", quantized_run, "--data", corpus, "--out", tmp_path / "q", "--lora")
+    assert gptlab(*args) == 2
+    assert "no gradient reaches an adapter" in capsys.readouterr().err

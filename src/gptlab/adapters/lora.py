@@ -152,7 +152,7 @@ def add_lora(model: nn.Module, config: LoRAConfig, name: str = DEFAULT_ADAPTER) 
         if layer.merged:
             raise ConfigError("unmerge the active adapter before adding another")
         lora = LoRA(linear.in_features, linear.out_features, config, parts)
-        layer[name] = lora.to(device=linear.weight.device)
+        layer[name] = lora.to(device=linear.weight.device)  # a quantized layer's too: a buffer
         layer.train(linear.training)  # a model in eval mode gets adapters without dropout
     set_adapter(model, name)
     return list(plan)
@@ -166,9 +166,7 @@ def resolve_targets(model: nn.Module, targets) -> dict[str, dict | None]:
     `v`: that third of each fused `c_attn`'s output. A target that matches nothing is an error,
     and so is the language-model head, which is the token embedding itself (weight tying).
     """
-    linears = {
-        name: module for name, module in model.named_modules() if isinstance(module, nn.Linear)
-    }
+    linears = {name: module for name, module in model.named_modules() if is_linear(module)}
     plan: dict[str, dict | None] = {}
     for target in targets:
         if target in QKV:
@@ -201,6 +199,15 @@ def resolve_targets(model: nn.Module, targets) -> dict[str, dict | None]:
             else:
                 plan[name] = None
     return plan
+
+
+def is_linear(module: nn.Module) -> bool:
+    """A layer LoRA can adapt: an nn.Linear, or a quantized one (gptlab.quantization's Int8Linear
+    and Int4Linear, frozen by nature), whose update then trains over the quantized base: QLoRA
+    (Dettmers et al. 2023)."""
+    return isinstance(module, nn.Linear) or (
+        hasattr(module, "in_features") and hasattr(module, "out_features")
+    )
 
 
 def _matches(name: str, target: str) -> bool:
@@ -257,8 +264,14 @@ def _set_hook(linear: nn.Module) -> None:
 @torch.no_grad()
 def merge_lora(model: nn.Module) -> int:
     """Fold the active adapter into the base weights (W += ΔW); returns the layers merged."""
+    layers = lora_layers(model)
+    if any(not linear.weight.is_floating_point() for linear in layers.values()):
+        raise ConfigError(
+            "cannot merge LoRA into a quantized base: its weights are integers; merge onto the "
+            "float model it was quantized from, or keep the adapter apart"
+        )
     merged = 0
-    for linear in lora_layers(model).values():
+    for linear in layers.values():
         layer = linear.lora
         if layer.active is None or layer.merged:
             continue

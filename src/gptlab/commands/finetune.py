@@ -277,7 +277,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
             raise ConfigError(f"--epochs must be positive, got {epochs}")
         train_values = {**adapter_defaults(CLASSIFY_DEFAULTS, adapter), **train_over}
         pretrained, tokenizer, info = load_model(rest["model"])
-        check_base(info)
+        check_base(info, adapter, rest)
         body = pretrained.transformer if is_classifier(pretrained) else pretrained
         # an adapter's base is referenced, with a checksum of its weights, never copied
         base = (

@@ -164,7 +164,7 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         finetune = {"train": adapter.to_dict()["type"] if adapter else "all", "epochs": epochs}
         train_values = {**adapter_defaults(INSTRUCT_DEFAULTS, adapter), **train_over}
         model, tokenizer, info = load_model(rest["model"], task="lm")
-        check_base(info)
+        check_base(info, adapter, rest)
         if adapter is None:
             base = {"source": info["source"], "kind": info["kind"]}
         else:  # referenced, with a checksum of its weights, never copied

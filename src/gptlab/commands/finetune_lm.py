@@ -230,7 +230,7 @@ def _base_model(spec: str, rest: dict, adapter=None):
     from gptlab.pretrained import load_model
 
     model, tokenizer, info = load_model(spec)
-    check_base(info)
+    check_base(info, adapter, rest)
     if info["task"] != "lm":
         raise ConfigError(
             f"{spec} is a {info['task']} model, not a language model: domain fine-tuning "

@@ -47,14 +47,29 @@ def resumed_config(run_dir: Path, task: str, changed: dict, adapter=None) -> dic
     return saved
 
 
-def check_base(info: dict) -> None:
-    """Refuse a base that fine-tuning cannot train on yet: a quantized run (QLoRA, a LoRA over a
-    quantized frozen base, is issue 13's; until then its float source is the base to use)."""
+def check_base(info: dict, adapter, rest: dict) -> None:
+    """Refuse what fine-tuning cannot do with a quantized base. An adapter over a base of
+    `int8-weight` or `int4-weight` trains (QLoRA: the base stays quantized and frozen); the
+    integer weights themselves cannot train, and under `int8-dynamic` the activations are
+    rounded on their way in, so no gradient reaches an adapter below a quantized layer."""
     quantization = info.get("config", {}).get("quantization")
-    if quantization:
+    if not quantization:
+        return
+    method, source = quantization["method"], quantization.get("source", "the float model")
+    if adapter is None:
         raise ConfigError(
-            f"{info['source']} is quantized ({quantization['method']}): fine-tuning a quantized "
-            f"base is not supported yet; fine-tune its source, {quantization.get('source', 'the float model')}"
+            f"{info['source']} is quantized ({method}): its integer weights cannot train; add "
+            f"--lora or --prompt-tuning to train an adapter over it, or fine-tune its source, {source}"
+        )
+    if method == "int8-dynamic":
+        raise ConfigError(
+            f"{info['source']} is quantized with int8-dynamic, which rounds activations, so no "
+            "gradient reaches an adapter through it: quantize with int8-weight or int4-weight "
+            "for QLoRA"
+        )
+    if "dropout" in rest:
+        raise ConfigError(
+            "--dropout rebuilds the model, which a quantized base cannot be: leave it out"
         )
 
 

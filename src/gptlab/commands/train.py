@@ -362,4 +362,11 @@ def fit(trainer, group) -> float:
         trainer.fit()
     finally:
         shutdown(group)
+    if trainer.device.type == "cuda" and group.is_main:
+        import sys
+
+        import torch
+
+        peak = torch.cuda.max_memory_allocated(trainer.device) / 2**20
+        print(f"peak GPU memory: {peak:,.0f} MiB", file=sys.stderr)  # what a QLoRA base saves
     return time.perf_counter() - started
