@@ -5,6 +5,7 @@ See `gptlab.training.checkpoint` for the files and how they are written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -134,3 +135,23 @@ def load_run(run_dir: str | Path, device="cpu", checkpoint: str = "best"):
         check_method(QuantConfig.from_dict(config["quantization"]), device)
     tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     return model.to(device).eval(), tokenizer, config
+
+
+def shaped_like(body, config: GPTConfig):
+    """The GPT `body` with the dropout and (cropped) context of `config`, a fine-tuning run's
+    model; any other difference means the run was not made from this body."""
+    from gptlab.models.gpt import GPT
+
+    current = body.config
+    if (
+        dataclasses.replace(current, dropout=config.dropout, context_length=config.context_length)
+        != config
+    ):
+        raise CheckpointError("the base model's shape differs from the one the run was made from")
+    if current.dropout != config.dropout:  # dropout rates are fixed when modules are built
+        state = body.state_dict()
+        body = GPT(dataclasses.replace(current, dropout=config.dropout))
+        body.load_state_dict(state)
+    if current.context_length != config.context_length:
+        body.crop_context(config.context_length)
+    return body

@@ -105,16 +105,19 @@ def base_checksum(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def base_record(info: dict, body: nn.Module) -> dict:
-    """The `base` section of an adapter run: where the base is, and its checksum."""
+def base_record(info: dict, body: nn.Module, adapter=None) -> dict:
+    """The `base` section of a fine-tuning run: where its base came from; for a run with an
+    adapter, which refers to its base instead of copying it, its absolute path and checksum."""
     record = {"source": info["source"], "kind": info["kind"]}
+    if adapter is None:
+        return record
     if info["kind"] in ("run", "hf-folder"):
         record["path"] = str(Path(info["source"]).expanduser().resolve())
     record["sha256"] = base_checksum(body)
     return record
 
 
-def load_base(base: dict, device="cpu"):
+def load_base(base: dict):
     """(body GPT, tokenizer) of an adapter run's base, checked against its checksum."""
     from gptlab.pretrained import load_model
 
@@ -126,7 +129,7 @@ def load_base(base: dict, device="cpu"):
                 f"the base model of this adapter run is not found at {base['source']} nor at "
                 f"{spec}: put it back there, or merge the run where the base is (gptlab merge)"
             )
-    model, tokenizer, _ = load_model(spec, device)
+    model, tokenizer, _ = load_model(spec)
     body = getattr(model, "transformer", model)
     expected = base.get("sha256")
     if expected is not None and base_checksum(body) != expected:
@@ -137,12 +140,13 @@ def load_base(base: dict, device="cpu"):
     return body, tokenizer
 
 
-def load_adapted(config: dict, tokenizer=None):
+def load_adapted(config: dict):
     """The model of an adapter run's config: base (checked), head and a new adapter, ready for
     the run's saved adapter state to be loaded into it."""
     from gptlab.config import GPTConfig
+    from gptlab.runs import shaped_like
 
-    body, base_tokenizer = load_base(config["base"])
+    body, tokenizer = load_base(config["base"])
     body = shaped_like(body, GPTConfig.from_dict(config["model"]))
     model = body
     if config.get("task") == "classify":
@@ -154,26 +158,4 @@ def load_adapted(config: dict, tokenizer=None):
     if isinstance(settings, PromptTuningConfig):
         # the saved prompt replaces the initial one: no need for the init text's tokens
         settings = dataclasses.replace(settings, init="random")
-    return attach(model, settings, tokenizer or base_tokenizer)
-
-
-def shaped_like(body: nn.Module, config) -> nn.Module:
-    """The base `body` with the dropout and (cropped) context of the run's model `config`; any
-    other difference means the run was not made from this base."""
-    from gptlab.models.gpt import GPT
-
-    current = body.config
-    if (
-        dataclasses.replace(current, dropout=config.dropout, context_length=config.context_length)
-        != config
-    ):
-        raise CheckpointError(
-            "the base model's shape differs from the one the adapter was trained on"
-        )
-    if current.dropout != config.dropout:  # dropout rates are fixed when modules are built
-        state = body.state_dict()
-        body = GPT(dataclasses.replace(current, dropout=config.dropout))
-        body.load_state_dict(state)
-    if current.context_length != config.context_length:
-        body.crop_context(config.context_length)
-    return body
+    return attach(model, settings, tokenizer)

@@ -215,7 +215,7 @@ def _fractions(text: str) -> tuple[float, float, float]:
 def _classify(settings: dict, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.adapters import adapter_config, attach, freeze_base
+    from gptlab.adapters import attach, freeze_base
     from gptlab.adapters.adapted import base_config, base_record
     from gptlab.commands.finetune_runs import (
         adapter_defaults,
@@ -223,13 +223,12 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         adapter_settings,
         check_base,
         new_run_dir,
-        resumed_config,
+        resumed_run,
         run_steps,
     )
     from gptlab.commands.train import fit, training_device
-    from gptlab.models.gpt import GPT
     from gptlab.pretrained import is_classifier, load_model
-    from gptlab.runs import build_model, write_run_config
+    from gptlab.runs import shaped_like, write_run_config
     from gptlab.tasks.classification import (
         DataSpec,
         classification_loss,
@@ -238,7 +237,6 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         evaluator,
         prepare_data,
     )
-    from gptlab.tokenizers import load_tokenizer
     from gptlab.training.callbacks import standard_callbacks
     from gptlab.training.checkpoint import (
         MODEL_FILE,
@@ -255,15 +253,14 @@ def _classify(settings: dict, tensorboard: bool) -> int:
     adapter = adapter_settings(rest)
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = resumed_config(run_dir, "classify", {**data_over, **rest}, adapter)
+        saved, model, tokenizer, adapter = resumed_run(
+            run_dir, "classify", {**data_over, **rest}, adapter
+        )
         spec = DataSpec.from_dict(saved["data"])
         finetune = saved["finetune"]
         epochs = rest.get("epochs", finetune["epochs"])
         train_values = {**saved["train"], **train_over}
-        model = build_model(saved)
-        tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
         base = saved["base"]
-        adapter_section = saved.get("adapter")
     else:
         spec = DataSpec(**data_over)
         run_dir = new_run_dir(rest, f"runs/classify-{Path(spec.data).stem}")
@@ -279,15 +276,9 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         pretrained, tokenizer, info = load_model(rest["model"])
         check_base(info, adapter, rest)
         body = pretrained.transformer if is_classifier(pretrained) else pretrained
-        # an adapter's base is referenced, with a checksum of its weights, never copied
-        base = (
-            base_record(info, body) if adapter else {"source": info["source"], "kind": info["kind"]}
-        )
-        adapter_section = adapter.to_dict() if adapter else None
-        if "dropout" in rest:  # dropout rates are fixed when modules are built: build it again
-            state = body.state_dict()
-            body = GPT(dataclasses.replace(body.config, dropout=rest["dropout"]))
-            body.load_state_dict(state)
+        base = base_record(info, body, adapter)
+        if "dropout" in rest:
+            body = shaped_like(body, dataclasses.replace(body.config, dropout=rest["dropout"]))
         model = None  # made once the classes are known, from the data
 
     probe = TrainConfig(**{**train_values, "max_iters": 1})  # validated before the data is read
@@ -305,7 +296,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         )
         if adapter is not None:
             model = attach(model, adapter, tokenizer)
-    if adapter_section is not None:
+    if adapter is not None:
         trainable, total = freeze_base(model)
     else:
         trainable, total = freeze(model, finetune["train"])
@@ -341,7 +332,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
             classifier=head.to_dict(),
             finetune={**finetune, "epochs": epochs},
             base=base,
-            **({"adapter": adapter_section} if adapter_section else {}),
+            **({"adapter": adapter.to_dict()} if adapter else {}),
         )
     torch.manual_seed(train_cfg.seed)  # dropout's draws
     trainer = Trainer(
@@ -364,7 +355,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         truncated = sum(examples.truncated for examples in data.splits.values())
         print(
             f"fine-tuning {trainable:,} of {total:,} parameters "
-            f"({adapter_config(adapter_section).describe() if adapter_section else finetune['train']}) "
+            f"({adapter.describe() if adapter else finetune['train']}) "
             f"of {base['source']} to classify {', '.join(data.names)} on {device} ({trainer.dtype}); "
             f"{spec.data}: {counts} examples"
             + (f", {truncated:,} cut to {max_length} tokens" if truncated else "")

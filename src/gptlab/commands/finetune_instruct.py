@@ -112,22 +112,21 @@ def run_instruct(args: argparse.Namespace) -> int:
 def _instruct(settings: dict, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.adapters import adapter_config, attach, freeze_base
+    from gptlab.adapters import attach, freeze_base
     from gptlab.adapters.adapted import base_config, base_record
     from gptlab.commands.finetune_runs import (
         adapter_defaults,
         adapter_settings,
         check_base,
         new_run_dir,
-        resumed_config,
+        resumed_run,
         run_steps,
     )
     from gptlab.commands.train import fit, training_device
     from gptlab.data.instructions import padding_report
     from gptlab.pretrained import load_model
-    from gptlab.runs import build_model, write_run_config
+    from gptlab.runs import write_run_config
     from gptlab.tasks.instruction import InstructionSpec, evaluator, prepare_data, response_loss
-    from gptlab.tokenizers import load_tokenizer
     from gptlab.training.callbacks import standard_callbacks
     from gptlab.training.checkpoint import (
         MODEL_FILE,
@@ -146,15 +145,14 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
     adapter = adapter_settings(rest)
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = resumed_config(run_dir, "instruct", {**data_over, **rest}, adapter)
+        saved, model, tokenizer, adapter = resumed_run(
+            run_dir, "instruct", {**data_over, **rest}, adapter
+        )
         spec = InstructionSpec.from_dict(saved["data"])
         finetune = saved["finetune"]
         epochs = rest.get("epochs", finetune["epochs"])
         train_values = {**saved["train"], **train_over}
-        model = build_model(saved)
-        tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
         base = saved["base"]
-        adapter = adapter_config(saved["adapter"]) if "adapter" in saved else None
     else:
         spec = InstructionSpec(**data_over)
         run_dir = new_run_dir(rest, f"runs/instruct-{Path(spec.data).stem}")
@@ -165,10 +163,8 @@ def _instruct(settings: dict, tensorboard: bool) -> int:
         train_values = {**adapter_defaults(INSTRUCT_DEFAULTS, adapter), **train_over}
         model, tokenizer, info = load_model(rest["model"], task="lm")
         check_base(info, adapter, rest)
-        if adapter is None:
-            base = {"source": info["source"], "kind": info["kind"]}
-        else:  # referenced, with a checksum of its weights, never copied
-            base = base_record(info, model)
+        base = base_record(info, model, adapter)
+        if adapter is not None:
             model = attach(model, adapter, tokenizer)
     if adapter is not None:  # before the trainer: its optimizer takes what trains
         trainable, total = freeze_base(model)

@@ -117,18 +117,17 @@ def run(args: argparse.Namespace) -> int:
 def _finetune(settings: dict, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.adapters import adapter_config, freeze_base
+    from gptlab.adapters import freeze_base
     from gptlab.adapters.adapted import base_config
     from gptlab.commands.finetune_runs import (
         adapter_defaults,
         adapter_settings,
         new_run_dir,
-        resumed_config,
+        resumed_run,
     )
     from gptlab.commands.train import fit, lm_trainer, token_data, training_device
     from gptlab.data.text import resolve_text
-    from gptlab.runs import build_model, write_run_config
-    from gptlab.tokenizers import load_tokenizer
+    from gptlab.runs import write_run_config
     from gptlab.training.callbacks import standard_callbacks
     from gptlab.training.checkpoint import STATE_FILE, TOKENIZER_DIR, load_trainer_state
     from gptlab.training.config import TrainConfig
@@ -139,12 +138,10 @@ def _finetune(settings: dict, tensorboard: bool) -> int:
     adapter = adapter_settings(rest)
     if "resume" in rest:
         run_dir = Path(rest.pop("resume"))
-        saved = resumed_config(run_dir, "lm", rest, adapter)
+        saved, model, tokenizer, adapter = resumed_run(run_dir, "lm", rest, adapter)
         train_cfg = TrainConfig(**{**saved["train"], **train_over})
         data_cfg, base, finetune = saved["data"], saved["base"], saved["finetune"]
         text_path = resolve_text(data_cfg["data"])
-        model, tokenizer = build_model(saved), load_tokenizer(run_dir / TOKENIZER_DIR)
-        adapter = adapter_config(saved["adapter"]) if "adapter" in saved else None
     else:
         data_cfg = {
             "data": rest["data"],
@@ -226,8 +223,8 @@ def _base_model(spec: str, rest: dict, adapter=None):
     from gptlab.adapters import attach
     from gptlab.adapters.adapted import base_record
     from gptlab.commands.finetune_runs import check_base
-    from gptlab.models.gpt import GPT
     from gptlab.pretrained import load_model
+    from gptlab.runs import shaped_like
 
     model, tokenizer, info = load_model(spec)
     check_base(info, adapter, rest)
@@ -237,13 +234,13 @@ def _base_model(spec: str, rest: dict, adapter=None):
             "continues a language model's training (a run of gptlab train, gpt2, ...)"
         )
     base_context = model.config.context_length
-    base = base_record(info, model) if adapter else {"source": info["source"], "kind": info["kind"]}
-    if "dropout" in rest:  # dropout rates are fixed when modules are built: build it again
-        state = model.state_dict()
-        model = GPT(dataclasses.replace(model.config, dropout=rest["dropout"]))
-        model.load_state_dict(state)
-    if "context_length" in rest:
-        model.crop_context(rest["context_length"])
+    base = base_record(info, model, adapter)
+    wanted = dataclasses.replace(
+        model.config,
+        dropout=rest.get("dropout", model.config.dropout),
+        context_length=rest.get("context_length", base_context),
+    )
+    model = shaped_like(model, wanted)
     if adapter is not None:
         model = attach(model, adapter, tokenizer)
     return model.train(), tokenizer, {**base, "context_length": base_context}

@@ -73,6 +73,20 @@ def check_base(info: dict, adapter, rest: dict) -> None:
         )
 
 
+def resumed_run(run_dir: Path, task: str, changed: dict, adapter=None):
+    """(config, model, tokenizer, adapter config or None) of the `task` run in `run_dir`, to
+    resume: its model rebuilt as the config says (with its base and adapter, for an adapter
+    run), the trainer state loading into it afterwards."""
+    from gptlab.adapters import adapter_config
+    from gptlab.runs import build_model
+    from gptlab.tokenizers import load_tokenizer
+    from gptlab.training.checkpoint import TOKENIZER_DIR
+
+    saved = resumed_config(run_dir, task, changed, adapter)
+    adapter = adapter_config(saved["adapter"]) if "adapter" in saved else None
+    return saved, build_model(saved), load_tokenizer(run_dir / TOKENIZER_DIR), adapter
+
+
 def new_run_dir(settings: dict, default: str) -> Path:
     """--out (or `default`), which must not hold a run already: that one is resumed, not replaced."""
     from gptlab.training.checkpoint import STATE_FILE
