@@ -102,7 +102,7 @@ def lora_to_peft(model: nn.Module, base_name: str | None = None) -> tuple[dict, 
         head = model.score.weight.detach().clone()  # (K, C)
         if hasattr(model.score, "lora") and model.score.lora.active and not model.score.lora.merged:
             head += model.score.lora[model.score.lora.active].delta_weight().to(head.dtype)
-        state[f"{PREFIX}{HEAD}.weight"] = head
+        state[head_key("LORA")] = head
     values = {
         "peft_type": "LORA",
         "task_type": TASK_TYPES["classify" if classify else "lm"],
@@ -277,7 +277,7 @@ def lora_from_peft(
         match = LORA_KEY.match(key)
         if match:
             modules.setdefault(match["module"], {})[match["matrix"]] = tensor
-        elif key != f"{PREFIX}{HEAD}.weight":
+        elif key != head_key("LORA"):
             raise CheckpointError(f"the peft adapter has a tensor gptlab's LoRA cannot hold: {key}")
     if not modules:
         raise CheckpointError("the peft LoRA adapter holds no lora_A / lora_B tensors")

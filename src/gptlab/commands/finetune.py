@@ -55,10 +55,8 @@ UNUSED_TRAIN_FIELDS = ("eval_iters",)
 
 def add_parser(subparsers) -> None:
     from gptlab.commands import finetune_lm
-    from gptlab.commands.finetune_runs import add_adapter_flags
-    from gptlab.commands.train import add_field_flag
+    from gptlab.commands.finetune_runs import add_shared_flags
     from gptlab.config import PADDING_SIDES, POOLINGS
-    from gptlab.training.config import TrainConfig
 
     parser = subparsers.add_parser(
         "finetune",
@@ -162,14 +160,7 @@ def add_parser(subparsers) -> None:
         type=float,
         help="dropout of the body while fine-tuning (default: the base model's)",
     )
-    classify.add_argument(
-        "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
-    )
-    add_adapter_flags(classify)
-    train = classify.add_argument_group("training")
-    for field in dataclasses.fields(TrainConfig):
-        if field.name not in UNUSED_TRAIN_FIELDS:
-            add_field_flag(train, field, TrainConfig, CLASSIFY_DEFAULTS)
+    add_shared_flags(classify, CLASSIFY_DEFAULTS, UNUSED_TRAIN_FIELDS)
     classify.set_defaults(run=run_classify, command="finetune classify")
     finetune_lm.add_parser(tasks)
 

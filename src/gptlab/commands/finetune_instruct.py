@@ -40,18 +40,16 @@ UNUSED_TRAIN_FIELDS = ("eval_iters",)
 
 def add_instruct_parser(tasks) -> None:
     """`finetune instruct`, a task of `gptlab finetune` (registered by commands/finetune.py)."""
-    from gptlab.commands.finetune_runs import ADAPTER_EXAMPLES, add_adapter_flags
-    from gptlab.commands.train import add_field_flag
+    from gptlab.commands.finetune_runs import ADAPTER_EXAMPLES, add_shared_flags
     from gptlab.data.instructions import FORMATS
-    from gptlab.training.config import TrainConfig
 
     S = argparse.SUPPRESS  # flags not given stay out of the namespace: the defaults layer
     parser = tasks.add_parser(
         "instruct",
         help="an instruction follower: Alpaca prompts, loss on the responses",
-        description="Fine-tune every weight of a pretrained GPT on instruction / input / output "
-        "examples (or only an adapter, with --lora or --prompt-tuning) written as Alpaca prompts, the loss on the response and its end-of-text only "
-        "(unless --train-on-prompt). The data is split as the published reference does: the "
+        description="Fine-tune every weight of a pretrained GPT (or only an adapter, with --lora "
+        "or --prompt-tuning) on instruction / input / output examples written as Alpaca prompts, "
+        "the loss on the response and its end-of-text only (unless --train-on-prompt). The data is split as the published reference does: the "
         "file's first 85% train, the next 10% test, the rest validate.",
         epilog=INSTRUCT_EXAMPLES + ADAPTER_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,14 +90,7 @@ def add_instruct_parser(tasks) -> None:
         type=float,
         help=f"passes over the training split (default {EPOCHS:g}); --max-iters overrides",
     )
-    parser.add_argument(
-        "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
-    )
-    add_adapter_flags(parser)
-    train = parser.add_argument_group("training")
-    for field in dataclasses.fields(TrainConfig):
-        if field.name not in UNUSED_TRAIN_FIELDS:
-            add_field_flag(train, field, TrainConfig, INSTRUCT_DEFAULTS)
+    add_shared_flags(parser, INSTRUCT_DEFAULTS, UNUSED_TRAIN_FIELDS)
     parser.set_defaults(run=run_instruct, command="finetune instruct")
 
 

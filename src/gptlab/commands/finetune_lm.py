@@ -46,9 +46,7 @@ VAL_FRACTION = 0.1
 
 def add_parser(tasks) -> None:
     """`finetune lm`, a task of `gptlab finetune` (gptlab.commands.finetune)."""
-    from gptlab.commands.finetune_runs import ADAPTER_EXAMPLES, add_adapter_flags
-    from gptlab.commands.train import add_field_flag
-    from gptlab.training.config import TrainConfig
+    from gptlab.commands.finetune_runs import ADAPTER_EXAMPLES, add_shared_flags
 
     S = argparse.SUPPRESS  # flags not given stay out of the namespace: the defaults layer
     parser = tasks.add_parser(
@@ -95,13 +93,7 @@ def add_parser(tasks) -> None:
         type=float,
         help="dropout while fine-tuning (default: the base model's)",
     )
-    parser.add_argument(
-        "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
-    )
-    add_adapter_flags(parser)
-    train = parser.add_argument_group("training")
-    for field in dataclasses.fields(TrainConfig):
-        add_field_flag(train, field, TrainConfig, LM_DEFAULTS)
+    add_shared_flags(parser, LM_DEFAULTS)
     parser.set_defaults(run=run, command="finetune lm")
 
 

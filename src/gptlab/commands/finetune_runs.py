@@ -112,7 +112,7 @@ def run_steps(settings: dict, train_values: dict, batches, epochs: float) -> int
 ADAPTER_EXAMPLES = """\
 with an adapter (the base stays frozen; the run saves only the adapter and any new head):
   --lora                                     r=16, alpha=16, dropout=0.05 on c_attn, c_proj, c_fc
-  --lora r=8,alpha=16,targets=c_attn         one update per fused query/key/value projection
+  --lora r=8,alpha=16,targets=c_attn         the fused query/key/value projections only
   --lora r=16,targets=q,k,v,c_proj,c_fc      one per query, key and value, as models with separate ones
   --prompt-tuning 20                         20 trained virtual tokens before every input
 """
@@ -121,6 +121,24 @@ with an adapter (the base stays frozen; the run saves only the adapter and any n
 # 5 epochs; Lester et al. 2021 tune prompts at 0.3 with Adafactor). These apply unless --lr and
 # --min-lr are given.
 ADAPTER_LR = {"lora": (5e-4, 5e-5), "prompt": (3e-3, 3e-4)}
+
+
+def add_shared_flags(parser, defaults: dict, unused_train_fields=()) -> None:
+    """What every `gptlab finetune TASK` ends its flags with: --no-tensorboard, the adapters,
+    and one flag per training setting, shown with the task's `defaults`."""
+    import dataclasses
+
+    from gptlab.commands.train import add_field_flag
+    from gptlab.training.config import TrainConfig
+
+    parser.add_argument(
+        "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
+    )
+    add_adapter_flags(parser)
+    train = parser.add_argument_group("training")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name not in unused_train_fields:
+            add_field_flag(train, field, TrainConfig, defaults)
 
 
 def add_adapter_flags(parser) -> None:
