@@ -10,10 +10,11 @@ trains against peft's, and whether a merged adapter runs as fast as the plain mo
   per-projection LoRA, and prompt tuning with 20 virtual tokens. Each run is a child process of
   the CLI, so its peak memory is its own; the child times every training step. The test figure
   is the one the command prints at the end (accuracy, or response-only loss).
-- speed: a LoRA training step (r=16, alpha=16 on c_attn, c_proj, c_fc) of gptlab's GPT, compiled
-  as its trainer compiles it, and of peft's LoRA on transformers' GPT2LMHeadModel, eager and
-  compiled: the same weights, batch and trainer step (AdamW over the adapters only, bf16
-  autocast on a GPU), one model at a time so each peak memory is its own.
+- speed: a LoRA training step (r=16, alpha=16 on c_attn, c_proj, c_fc) of gptlab's GPT and of
+  peft's LoRA on transformers' GPT2LMHeadModel, each eager, compiled, and compiled with CUDA
+  graphs (the trainer's `--compile-mode reduce-overhead`, GPU only): the same weights, batch and
+  trainer step (AdamW over the adapters only, bf16 autocast on a GPU), one model at a time so
+  each peak memory is its own; each mode is also compared like against like.
 - merged: forward latency at batch 1 and decode tokens/s of a plain GPT, of the same GPT with
   LoRA merged in and removed (`merged_model`), and of the unmerged LoRA model.
 
@@ -316,15 +317,24 @@ def lora_models(config: GPTConfig):
     return ours, sibling("finetune").HFLanguageModel(peer)
 
 
-def ready_trainer(model, compile_: bool, batch, device, args) -> tuple[Trainer, float | None]:
-    """A trainer of `model` on `batch`, warmed up (compiled); and its peak memory in MiB over
-    `args.steps` steps after the warm-up: what it allocates beyond what was there before it (the
-    other contestants' weights and optimizer states), so each figure is its own."""
+MODES = {  # a contestant's mode: (torch.compile or not, the trainer's compile_mode)
+    "eager": (False, "default"),
+    "compiled": (True, "default"),
+    "CUDA graphs": (True, "reduce-overhead"),
+}
+
+
+def ready_trainer(model, mode: str, batch, device, args) -> tuple[Trainer, float | None]:
+    """A trainer of `model` on `batch` in `mode` (a key of MODES), warmed up (compiled); and its
+    peak memory in MiB over `args.steps` steps after the warm-up: what it allocates beyond what
+    was there before it (the other contestants' weights and optimizer states), so each figure
+    is its own."""
     if device.type == "cuda":
         before = torch.cuda.memory_allocated(device)
+    compile_, compile_mode = MODES[mode]
     config = TrainConfig(
         max_iters=10**9, batch_size=batch[0].size(0), lr=1e-4, warmup_iters=0, eval_interval=0,
-        device=str(device), compile=compile_, seed=args.seed,
+        device=str(device), compile=compile_, compile_mode=compile_mode, seed=args.seed,
     )  # fmt: skip
     trainer = Trainer(model, config, train_batch=lambda step, index: batch, device=device)
     for _ in range(args.warmup):
@@ -363,24 +373,20 @@ def speed(args, device) -> dict:
     tokens = torch.randint(0, config.vocab_size, (B, T + 1), generator=generator).to(device)
     batch = (tokens[:, :-1], tokens[:, 1:])
     del ours, peer
-    contestants = {
-        "gptlab LoRA, compiled": (0, True),
-        "gptlab LoRA, eager": (0, False),
-        "peft LoRA, eager": (1, False),
-        "peft LoRA, compiled": (1, True),
-    }
+    modes = [mode for mode in args.modes if device.type == "cuda" or mode != "CUDA graphs"]
+    contestants = {f"{who} LoRA, {mode}": (which, mode) for mode in modes
+                   for which, who in enumerate(("gptlab", "peft"))}  # fmt: skip
     trainers, results = {}, {}
     torch.manual_seed(args.seed)  # LoRA dropout's draws
-    for name, (which, compile_) in contestants.items():
+    for name, (which, mode) in contestants.items():
         try:
             model = lora_models(config)[which]
-            trainers[name], peak = ready_trainer(model, compile_, batch, device, args)
+            trainers[name], peak = ready_trainer(model, mode, batch, device, args)
             results[name] = {"peak_mib": peak}
-        except Exception as error:  # a peer that cannot compile still has its eager row
-            if name.startswith("gptlab"):
-                raise
+        except Exception as error:  # a contestant that cannot compile loses its row, not the run
             print(f"  {name}: failed ({type(error).__name__}: {str(error)[:300]})")
             results[name] = {"error": f"{type(error).__name__}: {error}"[:2000]}
+            trainers.pop(name, None)
             gc.collect()
     seconds = {name: [] for name in trainers}
     names = list(trainers)
@@ -391,14 +397,18 @@ def speed(args, device) -> dict:
         step_ms = statistics.median(values) * 1e3
         results[name].update(step_ms=step_ms, tokens_per_s=B * T / step_ms * 1e3)
         print(f"  {name}: {step_ms:.2f} ms/step", flush=True)
-    mine = results["gptlab LoRA, compiled"]
-    peers = {k: v for k, v in results.items() if k.startswith("peft") and "step_ms" in v}
+    timed = {name: r for name, r in results.items() if "step_ms" in r}
+    ours_ = {k: v for k, v in timed.items() if k.startswith("gptlab")}
+    peers = {k: v for k, v in timed.items() if k.startswith("peft")}
+    best = min(ours_, key=lambda k: ours_[k]["step_ms"])
     fastest = min(peers, key=lambda k: peers[k]["step_ms"])
+    mine = ours_[best]
     dtype = "bf16 autocast" if resolve_dtype("auto", device) != torch.float32 else "float32"
     print(
         f"\nLoRA training step, {args.shape} shape, batch {B} x {T}, {device} ({dtype}), "
         f"{counts['gptlab']:,} trainable; median of {args.reps} x {args.steps} steps after "
-        f"{args.warmup} of warm-up; ratio = peer / gptlab (step time), gptlab / peer (memory):"
+        f"{args.warmup} of warm-up; ratios against gptlab's fastest row ({best}): peer / gptlab "
+        "(step time), gptlab / peer (memory):"
     )
     print("| model | ms/step | tokens/s | peak MiB | step ratio | memory ratio |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -412,24 +422,29 @@ def speed(args, device) -> dict:
             f"{mine['peak_mib'] / r['peak_mib']:.2f}"
             if r["peak_mib"] and not name.startswith("gptlab")
             else ""
-        )  # ratios against gptlab compiled; like against like is printed below
+        )  # like against like is printed below
         print(
             f"| {name} | {r['step_ms']:.2f} | {r['tokens_per_s']:,.0f} | {peak} | {ratio} | {memory} |"
         )
     speedup = peers[fastest]["step_ms"] / mine["step_ms"]
-    print(f"gptlab against the faster peer ({fastest}): {speedup:.2f}x the speed (target >= 1.2)")
-    for mode in ("eager", "compiled"):  # like against like
-        ours_, theirs = results[f"gptlab LoRA, {mode}"], results.get(f"peft LoRA, {mode}", {})
-        if "step_ms" in ours_ and "step_ms" in theirs:
+    print(
+        f"gptlab's fastest ({best}) against peft's fastest ({fastest}): {speedup:.2f}x the speed "
+        "(target >= 1.2)"
+    )
+    like = {}
+    for mode in modes:  # like against like
+        a, b = timed.get(f"gptlab LoRA, {mode}"), timed.get(f"peft LoRA, {mode}")
+        if a and b:
+            like[mode] = b["step_ms"] / a["step_ms"]
             memory = (
-                f", {ours_['peak_mib']:,.0f} MiB against {theirs['peak_mib']:,.0f}"
-                if ours_["peak_mib"] and theirs["peak_mib"]
+                f", {a['peak_mib']:,.0f} MiB against {b['peak_mib']:,.0f}"
+                if a["peak_mib"] and b["peak_mib"]
                 else ""
             )
-            speed = theirs["step_ms"] / ours_["step_ms"]
-            print(f"{mode} against {mode}: gptlab {speed:.2f}x peft's speed{memory}")
-    return {"trainable": counts, "batch": [B, T], "results": results, "fastest_peer": fastest,
-            "speedup_vs_fastest_peer": speedup}  # fmt: skip
+            print(f"{mode} against {mode}: gptlab {like[mode]:.2f}x peft's speed{memory}")
+    return {"trainable": counts, "batch": [B, T], "results": results, "fastest": best,
+            "fastest_peer": fastest, "speedup_vs_fastest_peer": speedup,
+            "like_for_like": like}  # fmt: skip
 
 
 # -- merged: a merged adapter costs what the plain model costs --------------------------------
@@ -547,6 +562,12 @@ def main() -> None:
     add("--seed", type=int, default=1337)
     add("--batch-size", type=int, help="speed batch (default 8; quick 2)")
     add("--seq-len", type=int, help="speed sequence length (default 512; quick 64)")
+    add(
+        "--modes",
+        default=",".join(MODES),
+        help=f"speed: contestants' modes, comma-separated (default all: {', '.join(MODES)}; "
+        "CUDA graphs only on a GPU)",
+    )
     add("--warmup", type=int, default=5, help="speed: steps before timing (default 5)")
     add("--steps", type=int, help="speed: steps a repetition (default 10; quick 2)")
     add("--reps", type=int, help="repetitions of speed and merged (default 7; quick 5)")
@@ -571,6 +592,9 @@ def main() -> None:
     args.warmup = min(args.warmup, 2) if quick else args.warmup
     args.new_tokens = args.new_tokens or (16 if quick else 128)
     args.lr = parse_lrs(args.lr)
+    args.modes = [mode.strip() for mode in args.modes.split(",")]
+    if set(args.modes) - set(MODES):
+        raise SystemExit(f"--modes: {', '.join(MODES)}, got {', '.join(args.modes)}")
     args.finetune_extra = (["--max-iters", "4", "--eval-interval", "2"] if quick else []) + (
         ["--compile"] if args.compile else []
     )
