@@ -10,9 +10,12 @@ import pytest
 import gptlab
 
 
-def test_import_gptlab_does_not_import_torch():
+@pytest.mark.parametrize(
+    "statement", ["import gptlab", "from gptlab.generation import GenerationConfig"]
+)
+def test_light_imports_do_not_import_torch(statement):
     # A fresh interpreter: in this one, other tests have imported torch already.
-    code = "import sys, gptlab; print('torch' in sys.modules)"
+    code = f"import sys; {statement}; print('torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
@@ -38,3 +41,15 @@ def test_every_public_name_resolves(name):
 def test_an_unknown_name_raises_attribute_error():
     with pytest.raises(AttributeError, match="module 'gptlab' has no attribute 'NoSuchName'"):
         gptlab.NoSuchName  # noqa: B018
+
+
+@pytest.mark.parametrize("name", sorted(__import__("gptlab.generation").generation.__all__))
+def test_every_generation_name_resolves_to_its_module_object(name):
+    import importlib
+
+    import gptlab.generation as generation
+
+    value = getattr(generation, name)
+    module = importlib.import_module(f"gptlab.generation.{generation._LAZY_NAMES[name]}")
+    assert value is getattr(module, name)
+    assert name in dir(generation)

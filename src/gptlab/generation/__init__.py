@@ -12,44 +12,46 @@ decode step compiled with CUDA graphs. Files, in reading order: `config.py` (set
 strings), `streaming.py` (`stream`, `generate_text`).
 """
 
-from gptlab.generation.beam import beam_search
-from gptlab.generation.config import GenerationConfig
-from gptlab.generation.decoder import Decoder, decode_step, left_pad
-from gptlab.generation.loop import decode_tokens, generate
-from gptlab.generation.processors import (
-    apply_penalties,
-    apply_temperature,
-    apply_warpers,
-    min_p_filter,
-    next_token,
-    no_repeat_ngram,
-    repetition_penalty,
-    sample_from,
-    top_k_filter,
-    top_p_filter,
-)
-from gptlab.generation.streaming import generate_text, stream
-from gptlab.generation.text import TextAssembler
+from __future__ import annotations
 
-__all__ = [
-    "Decoder",
-    "GenerationConfig",
-    "TextAssembler",
-    "apply_penalties",
-    "apply_temperature",
-    "apply_warpers",
-    "beam_search",
-    "decode_step",
-    "decode_tokens",
-    "generate",
-    "generate_text",
-    "left_pad",
-    "min_p_filter",
-    "next_token",
-    "no_repeat_ngram",
-    "repetition_penalty",
-    "sample_from",
-    "stream",
-    "top_k_filter",
-    "top_p_filter",
-]
+import importlib
+
+# Public name -> the module of this package that defines it, imported on first access (PEP 562),
+# so that `from gptlab.generation import GenerationConfig` (a dataclass) does not import torch.
+_LAZY_NAMES = {
+    "beam_search": "beam",
+    "GenerationConfig": "config",
+    "Decoder": "decoder",
+    "decode_step": "decoder",
+    "left_pad": "decoder",
+    "decode_tokens": "loop",
+    "generate": "loop",
+    "apply_penalties": "processors",
+    "apply_temperature": "processors",
+    "apply_warpers": "processors",
+    "min_p_filter": "processors",
+    "next_token": "processors",
+    "no_repeat_ngram": "processors",
+    "repetition_penalty": "processors",
+    "sample_from": "processors",
+    "top_k_filter": "processors",
+    "top_p_filter": "processors",
+    "generate_text": "streaming",
+    "stream": "streaming",
+    "TextAssembler": "text",
+}
+
+__all__ = sorted(_LAZY_NAMES)
+
+
+def __getattr__(name: str):
+    """Import the module that defines `name` and return it from there (PEP 562)."""
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+    globals()[name] = value  # later lookups find it without coming back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
