@@ -195,6 +195,26 @@ def test_a_fixed_cache_length_gives_the_same_tokens(model):
     )
 
 
+def test_steps_read_only_the_filled_part_of_a_long_cache():
+    """Past 64 slots a step reads 128 of the 160 (and not all of them): same tokens as
+    recomputing every sequence, left-padded rows included."""
+    long_model = tiny_model(context=160)
+    prompts = [list(range(1, 61)), list(range(3, 50))]
+    decoder = Decoder(long_model, cache_length=160)
+    seen = []
+    step = decoder.step
+
+    def spying_step(token):
+        logits = step(token)
+        seen.append(decoder.kv_cache[0].visible)
+        return logits
+
+    decoder.step = spying_step
+    out = generate(long_model, prompts, greedy(10), decoder=decoder)
+    assert out == [greedy_without_cache(long_model, p, 10) for p in prompts]
+    assert set(seen) == {64, 128} and seen == sorted(seen)
+
+
 def test_the_decode_step_compiles_as_one_graph(model):
     """The step that `Decoder(compile=True)` compiles has no graph break (fullgraph=True)."""
     torch._dynamo.reset()

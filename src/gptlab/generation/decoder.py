@@ -2,7 +2,9 @@
 
 Generation runs in two phases (as in gpt-fast). *Prefill* pushes the whole prompt through the
 model once and fills the KV cache. *Decode* then feeds one token per row per step: it reads
-every weight once and the cache, and writes one new cache slot. The cache is preallocated and
+every weight once and the filled part of the cache (rounded up to a power of two, so that a
+step near the start of a long context costs less than one near its end), and writes one new
+cache slot. The cache is preallocated and
 indexed by slot, so every decode step has the same shapes; that is what lets
 `torch.compile(mode="reduce-overhead")` capture the step in a CUDA graph and replay it
 without Python or kernel-launch overhead.
@@ -22,6 +24,19 @@ from gptlab.errors import ConfigError, ContextLengthError
 # With overflow="slide", a full window keeps its last three quarters and is prefilled again:
 # dropping a quarter at a time re-runs the prefill every context/4 tokens rather than every token.
 SLIDE_KEEP = 0.75
+
+# The decode step reads the cache's first slots only, rounded up to a power of two from this
+# size: a step at position 100 reads 128 slots, not the whole context. Each size compiles a
+# step of its own, so there are few of them (64, 128, ..., the cache length).
+MIN_VISIBLE = 64
+
+
+def visible_slots(needed: int, max_length: int) -> int:
+    """The slots a step reads when it needs `needed` of a `max_length`-slot cache."""
+    size = MIN_VISIBLE
+    while size < needed:
+        size *= 2
+    return min(size, max_length)
 
 
 def decode_step(
@@ -54,6 +69,8 @@ def compiled_decode_step():
     """
     global _compiled_decode_step
     if _compiled_decode_step is None:
+        # One graph per (batch size, visible slots) pair: more than dynamo keeps by default.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         _compiled_decode_step = torch.compile(
             decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False
         )
@@ -132,6 +149,7 @@ class Decoder:
             positions = (padding_mask.long().cumsum(-1) - 1).clamp_min(0)
             self.positions = padding_mask.sum(-1)  # (B,) the position of each row's next token
         input_pos = torch.arange(T, device=self.device)
+        self._show(T)
         logits, _ = self.model(
             ids,
             kv_cache=self.kv_cache,
@@ -145,6 +163,7 @@ class Decoder:
 
     def step(self, token: Tensor) -> Tensor:
         """Feed one token per row (B,) into the next slot; return the following logits (B, V)."""
+        self._show(self.length + 1)
         logits = self._step(
             self.model,
             self.kv_cache,
@@ -158,6 +177,12 @@ class Decoder:
         self.positions += 1
         self.length += 1
         return logits
+
+    def _show(self, needed: int) -> None:
+        """Let attention read the first slots of the cache, at least `needed` of them."""
+        visible = visible_slots(needed, self.max_length)
+        for layer in self.kv_cache:
+            layer.visible = visible
 
     @property
     def full(self) -> bool:

@@ -138,9 +138,11 @@ class GPT(nn.Module):
             if input_pos is None:
                 input_pos = torch.arange(T, device=idx.device)
         else:
-            slots = torch.arange(kv_cache[0].max_length, device=idx.device)
+            S = kv_cache[0].visible  # the cache slots attention reads
+            slots = torch.arange(S, device=idx.device)
             mask = attention_mask(
-                slots[None, :] <= input_pos[:, None], padding_mask
+                slots[None, :] <= input_pos[:, None],
+                None if padding_mask is None else padding_mask[:, :S],
             )  # (B|1, 1, T, S)
         if positions is None:
             positions = input_pos

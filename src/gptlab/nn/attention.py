@@ -82,7 +82,10 @@ class KVCache(nn.Module):
 
     A fixed-size buffer indexed by position (as in gpt-fast) keeps every decode step the same
     shape, which is what `torch.compile` and CUDA graphs need; the attention mask hides the
-    slots not written yet.
+    slots not written yet. Attention reads only the first `visible` slots (all of them unless
+    a decoder says otherwise): a decoder that raises it in a few steps (64, 128, 256, ...) as
+    the sequence grows reads little of the cache early on, at the price of one compiled step
+    per size.
     """
 
     def __init__(
@@ -92,16 +95,17 @@ class KVCache(nn.Module):
         shape = (batch_size, n_head, max_length, head_size)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.visible = max_length  # the slots attention reads: 0 .. visible - 1
 
     @property
     def max_length(self) -> int:
         return self.k.size(2)
 
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write k, v (B, nh, T, hs) at slots `input_pos` (T,); return the whole cache."""
+        """Write k, v (B, nh, T, hs) at slots `input_pos` (T,); return the visible slots."""
         self.k.index_copy_(2, input_pos, k.to(self.k.dtype))
         self.v.index_copy_(2, input_pos, v.to(self.v.dtype))
-        return self.k, self.v  # (B, nh, S, hs)
+        return self.k[:, :, : self.visible], self.v[:, :, : self.visible]  # (B, nh, S, hs)
 
 
 class MultiHeadAttention(nn.Module):
@@ -136,14 +140,14 @@ class MultiHeadAttention(nn.Module):
         """x: (B, T, C); context: (B, S, C) for cross-attention; mask: bool, broadcastable to
         (B, nh, T, S); `is_causal` asks for the look-ahead mask without building it; with a
         `kv_cache`, the new keys and values are written at `input_pos` (T,) and the queries
-        attend over the whole cache, so `mask` must then hide the slots not to be seen."""
+        attend over the cache's visible slots, so `mask` must then hide those not to be seen."""
         B, T, C = x.shape
         q, k, v = self._project(x, context)  # each (B, T or S, C)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, k.size(1), self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, S, hs)
         v = v.view(B, v.size(1), self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, S, hs)
         if kv_cache is not None:
-            k, v = kv_cache.update(input_pos, k, v)  # (B, nh, S_max, hs)
+            k, v = kv_cache.update(input_pos, k, v)  # (B, nh, S visible, hs)
         y = F.scaled_dot_product_attention(
             q,
             k,
