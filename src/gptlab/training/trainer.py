@@ -27,6 +27,7 @@ from gptlab.training.checkpoint import saved_state
 from gptlab.training.config import TrainConfig
 from gptlab.training.distributed import ProcessGroup, mean_across
 from gptlab.training.optim import cosine_schedule, make_adamw
+from gptlab.training.recompute import checkpoint_blocks
 
 Batch = tuple[torch.Tensor, ...]
 # Evaluation metrics where more is better; any other monitored metric (a loss) is minimised.
@@ -92,6 +93,8 @@ class Trainer:
         self.optimizer = make_adamw(
             model, config.lr, config.weight_decay, (config.beta1, config.beta2), device.type
         )
+        if config.activation_checkpointing:
+            checkpoint_blocks(model)
         mode = None if config.compile_mode == "default" else config.compile_mode
         self.model = torch.compile(model, mode=mode) if config.compile else model
         self.eval_model = self.model  # compiled too, but never the DDP wrapper: evaluation is local
