@@ -7,6 +7,8 @@ per step of 12 x 1024 tokens), with MFU printed against 989 TFLOP/s (H100 SXM de
     PYTHONPATH=src python3 benchmarks/train_throughput.py                 # on a GPU
     PYTHONPATH=src python3 benchmarks/train_throughput.py --batch-sizes 12,32 --no-bias --grad-clip 0
     uv run python benchmarks/train_throughput.py --quick --device cpu     # a smoke test here
+    PYTHONPATH=src python3 benchmarks/train_throughput.py --preset gpt2-xl --batch-sizes 8 \
+        --activation-checkpointing   # memory: gpt2-xl at context 1024 on one GPU, both recomputing
 
 By default gptlab trains GPT-2 as it is (biases, gradient clipping at 1.0). `--no-bias --grad-clip 0`
 does the work of the reference's own benchmark, which drops the biases and does not clip.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +48,20 @@ def hf_loss(model, batch):
 
 def gptlab_loss(model, batch):
     return model(*batch)[1]
+
+
+def peer_builder(recompute: bool):
+    """transformers' GPT-2 of a config, recomputing its blocks in backward when `recompute`."""
+
+    def build(config: GPTConfig):
+        model = transformers_model_like(config)
+        if recompute:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        return model
+
+    return build
 
 
 def measure(
@@ -133,6 +150,13 @@ def main() -> None:
         default=50304,
         help="50257 padded to a multiple of 64, as the reference",
     )
+    parser.add_argument("--preset", default="gpt2", help="model shape (default gpt2, 124M)")
+    parser.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="recompute blocks in backward: gptlab's setting, transformers' "
+        "gradient_checkpointing_enable (non-reentrant, as gptlab's)",
+    )
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed repetition")
     parser.add_argument("--reps", type=int, default=5)
@@ -161,7 +185,7 @@ def main() -> None:
         args.steps, args.reps = 2, 2
     else:
         model_config = GPTConfig.from_preset(
-            "gpt2", vocab_size=args.vocab_size, bias=not args.no_bias
+            args.preset, vocab_size=args.vocab_size, bias=not args.no_bias
         )
     rows = []
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
@@ -175,8 +199,10 @@ def main() -> None:
             dtype="auto",
             compile=not args.no_compile and device.type == "cuda",
             compile_mode=args.compile_mode,
+            activation_checkpointing=args.activation_checkpointing,
         )
         print(
+            f"activation checkpointing {args.activation_checkpointing}, "
             f"GPT-2 shape {model_config.n_layer}x{model_config.n_embd}, vocab {model_config.vocab_size}, "
             f"batch {batch_size} x {model_config.context_length}, bias {model_config.bias}, "
             f"grad clip {config.grad_clip or 'off'}, compile {config.compile and config.compile_mode}, "
@@ -186,7 +212,7 @@ def main() -> None:
         )
         for name, build, loss_fn in (
             ("gptlab", GPT, gptlab_loss),
-            ("transformers", transformers_model_like, hf_loss),
+            ("transformers", peer_builder(args.activation_checkpointing), hf_loss),
         ):
             if name == "transformers" and args.skip_peer:
                 continue
@@ -196,7 +222,8 @@ def main() -> None:
                 name,
                 build(model_config),
                 loss_fn,
-                config,
+                # transformers' model recomputes through its own switch, set by peer_builder
+                config if name == "gptlab" else replace(config, activation_checkpointing=False),
                 model_config,
                 device,
                 args.steps,
