@@ -163,6 +163,32 @@ def test_sample_with_a_seed_is_reproducible(trained_run):
     assert gptlab(*args).stdout == gptlab(*args).stdout
 
 
+def test_sample_with_a_draft_prints_the_models_own_greedy_text(trained_run):
+    """The run drafting for itself: every guess kept, the same text as greedy alone."""
+    args = (*sample_args(trained_run, seed=1), "--greedy", "--overflow", "stop")
+    alone = gptlab(*args)
+    drafted = gptlab(*args, "--draft", trained_run, "--draft-tokens", 3)
+    assert drafted.stdout == alone.stdout
+    assert "guesses kept (100%)" in drafted.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "greedy decoding only"),
+        (["--greedy", "--num-samples", "2"], "drop --compare and --num-samples"),
+        (["--greedy", "--draft-tokens", "0"], "--draft-tokens must be at least 1"),
+    ],
+)
+def test_sample_refuses_a_draft_it_cannot_use_in_one_line(trained_run, extra, message):
+    result = gptlab(
+        "sample", trained_run, "--device", "cpu", "--draft", trained_run, *extra, check=False
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_eval_reports_loss_and_perplexity_as_json(trained_run, corpus):
     result = json.loads(gptlab("eval", trained_run, "--json", "--device", "cpu").stdout)
     assert result["perplexity"] == pytest.approx(2.718281828 ** result["loss"], rel=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -16,6 +18,7 @@ from gptlab.generation import (
     generate_text,
     stream,
 )
+from gptlab.generation.speculative import DraftStats, speculative_tokens
 from gptlab.models.gpt import GPT
 
 VOCAB = 64
@@ -213,6 +216,59 @@ def test_steps_read_only_the_filled_part_of_a_long_cache():
     out = generate(long_model, prompts, greedy(10), decoder=decoder)
     assert out == [greedy_without_cache(long_model, p, 10) for p in prompts]
     assert set(seen) == {64, 128} and seen == sorted(seen)
+
+
+@pytest.mark.parametrize("draft_tokens", [1, 3, 6])
+def test_a_draft_model_gives_the_targets_greedy_tokens(draft_tokens):
+    target = tiny_model(context=64, seed=0)
+    draft = copy.deepcopy(target)  # a near copy: it guesses right some of the time, not always
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.add_(torch.randn_like(p), alpha=0.15)
+    stats = DraftStats()
+    loop = speculative_tokens(
+        Decoder(target),
+        Decoder(draft),
+        torch.tensor([[1, 2, 3, 4]]),
+        greedy(30),
+        draft_tokens,
+        stats,
+    )
+    with torch.no_grad():
+        tokens = [int(t) for t in loop]
+    assert tokens == greedy_without_cache(target, [1, 2, 3, 4], 30)
+    assert stats.tokens == 29 and 0 < stats.accepted < stats.proposed
+    assert generate(target, [[1, 2, 3, 4]], greedy(30), draft=Decoder(draft)) == [tokens]
+
+
+def test_a_perfect_draft_has_every_guess_kept(model):
+    stats = DraftStats()
+    with torch.no_grad():
+        tokens = list(
+            speculative_tokens(
+                Decoder(model), Decoder(model), torch.tensor([[5, 6]]), greedy(13), 4, stats
+            )
+        )
+    assert len(tokens) == 13
+    assert stats.accepted == stats.proposed == 10 and stats.rounds == 3  # 5, 5, then 2 tokens
+
+
+@pytest.mark.parametrize(
+    "config, prompts, message",
+    [
+        (GenerationConfig(strategy="sample", max_new_tokens=5), [[1]], "greedy decoding only"),
+        (greedy(5, repetition_penalty=1.3), [[1]], "repetition penalties"),
+        (greedy(5), [[1], [2]], "one prompt at a time"),
+    ],
+)
+def test_what_a_draft_cannot_do_is_refused(model, config, prompts, message):
+    with pytest.raises(ConfigError, match=message):
+        generate(model, prompts, config, draft=Decoder(model))
+
+
+def test_a_draft_with_another_vocabulary_is_refused(model):
+    with pytest.raises(ConfigError, match="same tokenizer"):
+        generate(model, [[1]], greedy(5), draft=Decoder(tiny_model(vocab=VOCAB + 1)))
 
 
 def test_the_decode_step_compiles_as_one_graph(model):

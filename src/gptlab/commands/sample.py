@@ -15,6 +15,7 @@ examples:
   gptlab sample runs/shakespeare-cpu --compare --prompt "KING:"   # several strategies side by side
   gptlab sample runs/instruct --instruction "Name the capital of France."   # an instruction run
   gptlab sample runs/instruct --instruction "Translate to German." --input "Good morning"
+  gptlab sample gpt2-xl --greedy --draft gpt2 --prompt "The"   # speculative: gpt2 drafts, same text
 """
 
 
@@ -127,9 +128,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--overflow",
         choices=["stop", "slide"],
-        default="slide",
+        default=None,
         help="past the model's context: slide the window over the last tokens, or stop with a note "
-        "(default slide)",
+        "(default slide; stop with --draft, which cannot slide)",
     )
     parser.add_argument(
         "--compare",
@@ -141,6 +142,19 @@ def add_parser(subparsers) -> None:
         choices=["best", "last"],
         default="best",
         help="which weights of a run (default best)",
+    )
+    parser.add_argument(
+        "--draft",
+        metavar="MODEL",
+        help="speculative decoding (greedy only, up to the model's context): a smaller model "
+        "with the same tokenizer proposes tokens that MODEL checks several at a time; the text "
+        "is MODEL's own",
+    )
+    parser.add_argument(
+        "--draft-tokens",
+        type=int,
+        default=4,
+        help="with --draft: tokens the draft proposes per round (default 4)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.set_defaults(run=run, command="sample")
@@ -162,8 +176,20 @@ def run(args: argparse.Namespace) -> int:
     if args.instruction is not None and (args.prompt is not None or args.compare):
         raise ConfigError("--instruction makes the prompt: drop --prompt and --compare")
     base = generation_config(args)  # validates every decoding flag before the model loads
+    if args.draft is not None:
+        if args.compare or args.num_samples > 1:
+            raise ConfigError("--draft decodes one greedy text: drop --compare and --num-samples")
+        if args.draft_tokens < 1:
+            raise ConfigError(f"--draft-tokens must be at least 1, got {args.draft_tokens}")
     device = resolve_device(args.device)
     model, tokenizer, info = load_model(args.model, device, args.checkpoint, task="lm")
+    if args.draft is not None:
+        from gptlab.generation import Decoder
+        from gptlab.generation.speculative import check_speculative
+
+        draft_model = load_model(args.draft, device, task="lm")[0]
+        check_speculative(base, model, draft_model, 1)
+        args.draft_decoder = Decoder(draft_model)
     if args.instruction is not None:
         return _instruction(args, model, tokenizer, info, base)
     prompt = args.prompt
@@ -178,7 +204,14 @@ def run(args: argparse.Namespace) -> int:
     for i in range(args.num_samples):
         if args.num_samples > 1:
             _print_header(f"sample {i + 1} of {args.num_samples}")
-        _stream_one(model, tokenizer, prompt, _replace(base, seed=args.seed + i))
+        _stream_one(
+            model,
+            tokenizer,
+            prompt,
+            _replace(base, seed=args.seed + i),
+            draft=getattr(args, "draft_decoder", None),
+            draft_tokens=args.draft_tokens,
+        )
     return 0
 
 
@@ -201,7 +234,7 @@ def generation_config(args: argparse.Namespace):
         early_stopping=args.early_stopping,
         stop=stops,
         seed=args.seed,
-        overflow=args.overflow,
+        overflow=args.overflow or ("stop" if args.draft else "slide"),
     )
 
 
@@ -223,7 +256,15 @@ def _instruction(args, model, tokenizer, info, base) -> int:
     for i in range(args.num_samples):
         if args.num_samples > 1:
             _print_header(f"sample {i + 1} of {args.num_samples}")
-        _stream_one(model, tokenizer, prompt, _replace(config, seed=args.seed + i), echo=False)
+        _stream_one(
+            model,
+            tokenizer,
+            prompt,
+            _replace(config, seed=args.seed + i),
+            echo=False,
+            draft=getattr(args, "draft_decoder", None),
+            draft_tokens=args.draft_tokens,
+        )
     return 0
 
 
@@ -254,10 +295,13 @@ def _print_header(label: str) -> None:
     print(f"\n----- {label} -----", flush=True)
 
 
-def _stream_one(model, tokenizer, prompt: str, config, echo: bool = True) -> None:
+def _stream_one(
+    model, tokenizer, prompt: str, config, echo: bool = True, draft=None, draft_tokens: int = 4
+) -> None:
     import warnings
 
     from gptlab.generation import stream
+    from gptlab.generation.speculative import DraftStats
 
     # generation's notes (e.g. "stopped at the context length") as one line, not a warning dump
     warnings.showwarning = lambda message, *rest, **kw: print(
@@ -265,8 +309,12 @@ def _stream_one(model, tokenizer, prompt: str, config, echo: bool = True) -> Non
     )
     if echo:
         sys.stdout.write(prompt)
-    for piece in stream(model, tokenizer, prompt, config):
+    stats = DraftStats()
+    extra = {} if draft is None else {"draft": draft, "draft_tokens": draft_tokens, "stats": stats}
+    for piece in stream(model, tokenizer, prompt, config, **extra):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
     sys.stdout.flush()
+    if draft is not None:
+        print(f"gptlab sample: {stats.describe()}", file=sys.stderr)

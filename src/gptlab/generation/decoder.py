@@ -16,6 +16,8 @@ its first real token, and the padding slots are hidden from attention.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -57,7 +59,24 @@ def decode_step(
     return logits[:, -1].float()  # (B, V)
 
 
+def extend_step(
+    model, kv_cache, tokens: Tensor, input_pos: Tensor, positions: Tensor, padding_mask
+) -> Tensor:
+    """Several tokens per row at once (speculative decoding's check): the logits after each,
+    (B, n, V) float32. tokens (B, n), input_pos (n,) their slots, positions (B, n)."""
+    logits, _ = model(
+        tokens,
+        kv_cache=kv_cache,
+        input_pos=input_pos,
+        positions=positions,
+        padding_mask=padding_mask,
+        all_logits=True,
+    )
+    return logits.float()  # (B, n, V)
+
+
 _compiled_decode_step = None
+_compiled_extend_step = None
 
 
 def compiled_decode_step():
@@ -75,6 +94,17 @@ def compiled_decode_step():
             decode_step, mode="reduce-overhead", fullgraph=True, dynamic=False
         )
     return _compiled_decode_step
+
+
+def compiled_extend_step():
+    """`extend_step` compiled once per process, as `compiled_decode_step` is."""
+    global _compiled_extend_step
+    if _compiled_extend_step is None:
+        compiled_decode_step()  # the shared settings
+        _compiled_extend_step = torch.compile(
+            extend_step, mode="reduce-overhead", fullgraph=True, dynamic=False
+        )
+    return _compiled_extend_step
 
 
 def left_pad(
@@ -178,6 +208,35 @@ class Decoder:
         self.length += 1
         return logits
 
+    def extend(self, tokens: Tensor) -> Tensor:
+        """Feed n tokens per row (B, n) into the next n slots; the logits after each (B, n, V)."""
+        n = tokens.size(1)
+        self._show(self.length + n)
+        offsets = torch.arange(n, device=self.device)
+        step = compiled_extend_step() if self.compile else extend_step
+        logits = step(
+            self.model,
+            self.kv_cache,
+            tokens,
+            self.input_pos + offsets,
+            self.positions[:, None] + offsets,
+            self.padding_mask,
+        )
+        self.input_pos += n
+        self.positions += n
+        self.length += n
+        return logits
+
+    def rewind(self, length: int) -> None:
+        """Forget the slots from `length` on (speculative decoding drops rejected tokens): they
+        are hidden from attention until written again."""
+        if not 0 < length <= self.length:
+            raise ValueError(f"can rewind to 1..{self.length} slots, not {length}")
+        back = self.length - length
+        self.input_pos -= back
+        self.positions -= back
+        self.length = length
+
     def _show(self, needed: int) -> None:
         """Let attention read the first slots of the cache, at least `needed` of them."""
         visible = visible_slots(needed, self.max_length)
@@ -246,6 +305,17 @@ def plan_lengths(prompt_length: int, config, context_length: int) -> tuple[int, 
         )
     room = context_length - prompt_length
     return prompt_length + min(config.max_new_tokens, room), min(config.max_new_tokens, room)
+
+
+def warn_if_context_full(new_tokens: int, config, context_length: int) -> None:
+    """Say so when the context cut generation short of `config.max_new_tokens`."""
+    if new_tokens < config.max_new_tokens:
+        warnings.warn(
+            f"generation stopped after {new_tokens} new tokens: prompt and new tokens filled "
+            f"the model's context of {context_length} tokens; pass overflow='slide' "
+            "to keep going",
+            stacklevel=3,
+        )
 
 
 def prepare_prompts(

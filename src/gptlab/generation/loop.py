@@ -9,7 +9,6 @@ tokens as a tensor and leaves deciding when a row is done to its caller, so `gen
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 
 import torch
@@ -18,8 +17,15 @@ from torch import Tensor
 from gptlab.errors import ConfigError
 from gptlab.generation.beam import beam_search
 from gptlab.generation.config import GenerationConfig
-from gptlab.generation.decoder import Decoder, left_pad, plan_lengths, prepare_prompts
+from gptlab.generation.decoder import (
+    Decoder,
+    left_pad,
+    plan_lengths,
+    prepare_prompts,
+    warn_if_context_full,
+)
 from gptlab.generation.processors import next_token
+from gptlab.generation.speculative import check_speculative, speculative_tokens
 from gptlab.generation.text import TextAssembler
 
 # On a GPU, asking "is every row done?" makes the host wait for the device; asking every
@@ -93,13 +99,7 @@ def decode_tokens(
                 logits = decoder.slide(history[:, : P + i + 1], V)
             else:
                 logits = decoder.step(token)
-    if new_tokens < config.max_new_tokens:
-        warnings.warn(
-            f"generation stopped after {new_tokens} new tokens: prompt and new tokens filled "
-            f"the model's context of {decoder.context_length} tokens; pass overflow='slide' "
-            "to keep going",
-            stacklevel=2,
-        )
+    warn_if_context_full(new_tokens, config, decoder.context_length)
 
 
 def cut_at_eos(tokens: list[int], eos_id: int | None) -> list[int]:
@@ -115,6 +115,8 @@ def generate(
     device=None,
     tokenizer=None,
     decoder: Decoder | None = None,
+    draft: Decoder | None = None,
+    draft_tokens: int = 4,
 ) -> list[list[int]]:
     """The new token ids of each prompt (the EOS that ends one is not included).
 
@@ -124,6 +126,8 @@ def generate(
     tokenizer: needed for stop strings; ids are cut after the token that completes one.
     decoder: a `Decoder` to reuse, with its cache and compiled step (`Decoder(model, compile=True)`
     for speed on a GPU).
+    draft: the `Decoder` of a small model with the same tokenizer, for speculative decoding
+    (greedy, one prompt): it proposes `draft_tokens` tokens that the model checks in one call.
     """
     if not prompts:
         return []
@@ -132,12 +136,20 @@ def generate(
     if device is not None:
         model.to(device)
     decoder = decoder or Decoder(model)
-    with eval_mode(model), torch.inference_mode():
+    draft_mode = eval_mode(draft.model) if draft is not None else contextlib.nullcontext()
+    with eval_mode(model), draft_mode, torch.inference_mode():
+        if draft is not None:
+            check_speculative(config, model, draft.model, len(prompts))
         ids, mask = batch_prompts(decoder, prompts, config)
         if config.uses_beams:
             rows = beam_search(decoder, ids, mask, config)
         else:
-            rows = _collect(decoder, ids, mask, config, tokenizer)
+            loop = (
+                decode_tokens(decoder, ids, mask, config)
+                if draft is None
+                else speculative_tokens(decoder, draft, ids, config, draft_tokens)
+            )
+            rows = _collect(loop, ids.size(0), decoder.device, config, tokenizer)
     rows = [cut_at_eos(row, config.stop_id) for row in rows]
     if config.stop:
         # Beam search only knows its winners at the end: cut them the same way after the fact.
@@ -146,16 +158,14 @@ def generate(
 
 
 def _collect(
-    decoder: Decoder, ids: Tensor, mask: Tensor | None, config: GenerationConfig, tokenizer
+    loop: Iterator[Tensor], B: int, device, config: GenerationConfig, tokenizer
 ) -> list[list[int]]:
-    """Run the decode loop on a batch until every row is done; the tokens of each row."""
-    B = ids.size(0)
+    """Run a decode loop over B rows until every row is done; the tokens of each row."""
     eos_id = config.stop_id
-    sync_every = 1 if decoder.device.type == "cpu" else SYNC_EVERY
+    sync_every = 1 if device.type == "cpu" else SYNC_EVERY
     assemblers = [TextAssembler(tokenizer, config.stop) for _ in range(B)] if config.stop else None
-    done = torch.zeros(B, dtype=torch.bool, device=decoder.device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
     steps: list[Tensor] = []
-    loop = decode_tokens(decoder, ids, mask, config)
     for token in loop:
         steps.append(token)
         if eos_id is None and assemblers is None:

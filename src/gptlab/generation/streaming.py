@@ -6,12 +6,14 @@ UTF-8 characters and possible starts of stop strings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 
 from gptlab.generation.config import GenerationConfig
 from gptlab.generation.decoder import Decoder
 from gptlab.generation.loop import batch_prompts, decode_tokens, eval_mode, generate, stepwise
+from gptlab.generation.speculative import check_speculative, speculative_tokens
 from gptlab.generation.text import TextAssembler
 
 
@@ -43,23 +45,40 @@ def generate_text(
 
 
 def stream(
-    model, tokenizer, prompt: str, config: GenerationConfig, *, decoder: Decoder | None = None
+    model,
+    tokenizer,
+    prompt: str,
+    config: GenerationConfig,
+    *,
+    decoder: Decoder | None = None,
+    draft: Decoder | None = None,
+    draft_tokens: int = 4,
+    stats=None,
 ) -> Iterator[str]:
     """Yield the continuation of `prompt` in text pieces as the tokens come.
 
     The pieces add up to the decoded new tokens, cut before the first stop string; EOS (the
     tokenizer's, unless `config.eos_id` says otherwise) ends the text. Beam search cannot know
     its text before it ends, so with strategy "beam" the whole text comes as one piece.
+    draft: a small model's `Decoder` for speculative decoding (see `generate`); `stats`, a
+    `DraftStats` it fills.
     """
     config = with_tokenizer_eos(config, tokenizer)
     if config.uses_beams:
         yield generate_text(model, tokenizer, [prompt], config, decoder=decoder)[0]
         return
     decoder = decoder or Decoder(model)
+    if draft is not None:
+        check_speculative(config, model, draft.model, 1)
     assembler = TextAssembler(tokenizer, config.stop)
-    with eval_mode(model):
+    with eval_mode(model), eval_mode(draft.model) if draft else contextlib.nullcontext():
         ids, mask = batch_prompts(decoder, [tokenizer.encode(prompt)], config)
-        for token in stepwise(decode_tokens(decoder, ids, mask, config)):
+        loop = (
+            decode_tokens(decoder, ids, mask, config)
+            if draft is None
+            else speculative_tokens(decoder, draft, ids, config, draft_tokens, stats)
+        )
+        for token in stepwise(loop):
             token = int(token[0])
             if token == config.stop_id:
                 break
