@@ -137,7 +137,7 @@ def generate(
         if config.uses_beams:
             rows = beam_search(decoder, ids, mask, config)
         else:
-            rows = _collect(decoder, ids, mask, config, tokenizer)
+            rows = collect_tokens(decoder, ids, mask, config, tokenizer)
     rows = [cut_at_eos(row, config.stop_id) for row in rows]
     if config.stop:
         # Beam search only knows its winners at the end: cut them the same way after the fact.
@@ -145,7 +145,7 @@ def generate(
     return rows
 
 
-def _collect(
+def collect_tokens(
     decoder: Decoder, ids: Tensor, mask: Tensor | None, config: GenerationConfig, tokenizer
 ) -> list[list[int]]:
     """Run the decode loop on a batch until every row is done; the tokens of each row."""
