@@ -9,6 +9,7 @@ import pytest
 
 from gptlab.errors import TokenizerError
 from gptlab.tokenizers import (
+    CharTokenizer,
     TrainedBPE,
     load_parallel_tokenizers,
     load_tokenizer,
@@ -134,3 +135,10 @@ def test_a_corrupt_tokenizer_json_is_a_tokenizer_error(joint, tmp_path):
 def test_training_refuses_bad_input(pairs, vocab_size, message):
     with pytest.raises(TokenizerError, match=message):
         train_parallel_tokenizers(pairs, vocab_size)
+
+
+def test_any_kind_of_tokenizer_pair_saves_and_loads(tmp_path):
+    source, target = CharTokenizer.from_text("0123456789+"), CharTokenizer.from_text("0123456789")
+    save_parallel_tokenizers(tmp_path, source, target)
+    loaded_source, loaded_target = load_parallel_tokenizers(tmp_path)
+    assert (loaded_source.chars, loaded_target.chars) == (source.chars, target.chars)

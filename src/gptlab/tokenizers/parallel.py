@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gptlab.errors import TokenizerError
-from gptlab.tokenizers.base import CONFIG_FILE
+from gptlab.tokenizers.base import CONFIG_FILE, Tokenizer
+from gptlab.tokenizers.loading import load_tokenizer
 from gptlab.tokenizers.trained import TrainedBPE
 
 SOURCE_DIR, TARGET_DIR = "source", "target"
@@ -57,21 +58,22 @@ def save_parallel_tokenizers(directory: str | Path, source: TrainedBPE, target: 
     target.save(directory / TARGET_DIR)
 
 
-def load_parallel_tokenizers(directory: str | Path) -> tuple[TrainedBPE, TrainedBPE]:
-    """The (source, target) tokenizers `save_parallel_tokenizers` wrote into `directory`; a
-    joint one comes back as the same object twice."""
+def load_parallel_tokenizers(directory: str | Path) -> tuple[Tokenizer, Tokenizer]:
+    """The (source, target) tokenizers `save_parallel_tokenizers` wrote into `directory`, of
+    whatever kind each `tokenizer_config.json` names; a joint one comes back as the same object
+    twice."""
     directory = Path(directory)
     if (directory / CONFIG_FILE).is_file():
-        joint = TrainedBPE.load(directory)
+        joint = load_tokenizer(directory)
         return joint, joint
     if (directory / SOURCE_DIR).is_dir() or (directory / TARGET_DIR).is_dir():
-        return TrainedBPE.load(directory / SOURCE_DIR), TrainedBPE.load(directory / TARGET_DIR)
+        return load_tokenizer(directory / SOURCE_DIR), load_tokenizer(directory / TARGET_DIR)
     raise TokenizerError(
         f"{directory} holds no translation tokenizer: expected {CONFIG_FILE} (a joint vocabulary) "
         f"or the folders {SOURCE_DIR}/ and {TARGET_DIR}/ (separate ones)"
     )
 
 
-def is_joint(source: TrainedBPE, target: TrainedBPE) -> bool:
+def is_joint(source: Tokenizer, target: Tokenizer) -> bool:
     """Whether the two sides share one vocabulary (so they can share one embedding table)."""
     return source is target or source.fingerprint() == target.fingerprint()
