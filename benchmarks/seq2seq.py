@@ -192,6 +192,9 @@ class LoopTrainer:
         return time.perf_counter() - start, tokens
 
 
+MODELS = {"gptlab Seq2Seq": Seq2Seq, "torch.nn.Transformer": TorchTransformerSeq2Seq}
+
+
 def speed(args, device) -> dict:
     config = Seq2SeqConfig(
         src_vocab_size=args.vocab_size, tgt_vocab_size=args.vocab_size, pad_id=PAD, bos_id=BOS,
@@ -199,27 +202,30 @@ def speed(args, device) -> dict:
         **SHAPES[args.shape],
     )  # fmt: skip
     batches = synthetic_batches(config, args, device)
-    torch.manual_seed(args.seed)
-    contestants = {"gptlab Seq2Seq": Seq2Seq(config), "torch.nn.Transformer": None}
-    torch.manual_seed(args.seed)
-    contestants["torch.nn.Transformer"] = TorchTransformerSeq2Seq(config)
-    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in contestants.items()}
+    counts = {
+        name: sum(p.numel() for p in make(config).parameters()) for name, make in MODELS.items()
+    }
     print(f"\nspeed: parameters {', '.join(f'{k} {v:,}' for k, v in counts.items())}")
+    modes = ["eager", "compiled"] if args.compile else ["eager"]
     trainers, results = {}, {}
-    for name, model in contestants.items():
-        try:
-            trainers[name] = LoopTrainer(model, batches, device, args.compile)
-            for _ in range(args.warmup):
-                trainers[name].step()
-            results[name] = {}
-        except Exception as error:  # a peer that cannot compile is reported, not fatal
-            if name.startswith("gptlab"):
-                raise
-            print(f"  {name}: failed ({type(error).__name__}: {str(error)[:300]})")
-            results[name] = {"error": f"{type(error).__name__}: {error}"[:2000]}
+    for mode in modes:
+        for model_name, make in MODELS.items():
+            name = f"{model_name}, {mode}"
+            try:
+                torch.manual_seed(args.seed)
+                trainers[name] = LoopTrainer(make(config), batches, device, mode == "compiled")
+                for _ in range(args.warmup):
+                    trainers[name].step()
+                results[name] = {"model": model_name, "mode": mode}
+            except Exception as error:  # a peer that cannot compile is reported, not fatal
+                if model_name.startswith("gptlab"):
+                    raise
+                print(f"  {name}: failed ({type(error).__name__}: {str(error)[:300]})")
+                results[name] = {"error": f"{type(error).__name__}: {error}"[:2000]}
+                trainers.pop(name, None)
     measured = {name: [] for name in trainers}
     names = list(trainers)
-    for rep in range(args.reps):  # taking turns: a busy machine slows both alike
+    for rep in range(args.reps):  # taking turns: a busy machine slows all alike
         for name in names[rep % len(names) :] + names[: rep % len(names)]:
             measured[name].append(trainers[name].seconds(args.steps))
     for name, values in measured.items():
@@ -228,31 +234,33 @@ def speed(args, device) -> dict:
             step_ms=statistics.median(seconds / args.steps * 1e3 for seconds, _ in values),
         )
     dtype = "bf16 autocast" if resolve_dtype("auto", device) != torch.float32 else "float32"
-    mode = "compiled" if args.compile else "eager"
     print(
         f"\ntraining step, {args.shape} shape, batch {args.batch_size} x up to {args.seq_len} "
-        f"source and target tokens, vocabulary {args.vocab_size:,}, {device} ({dtype}, {mode}); "
-        f"median of {args.reps} x {args.steps} steps after {args.warmup} of warm-up:"
+        f"source and target tokens, vocabulary {args.vocab_size:,}, {device} ({dtype}); "
+        f"median of {args.reps} x {args.steps} steps after {args.warmup} of warm-up; "
+        "ratio = gptlab's tokens/s over this row's, in the same mode:"
     )
     print("| model | parameters | tokens/s | ms/step | ratio |")
     print("|---|---:|---:|---:|---:|")
-    ours = results["gptlab Seq2Seq"]
+    speedups = {}
     for name, r in results.items():
+        model_name = name.rsplit(", ", 1)[0]
         if "tokens_per_s" not in r:
-            print(f"| {name} | {counts[name]:,} | failed | | |")
+            print(f"| {name} | {counts[model_name]:,} | failed | | |")
             continue
+        ours = results[f"gptlab Seq2Seq, {r['mode']}"]
         ratio = ours["tokens_per_s"] / r["tokens_per_s"]
+        if not model_name.startswith("gptlab"):
+            speedups[r["mode"]] = ratio
         print(
-            f"| {name} | {counts[name]:,} | {r['tokens_per_s']:,.0f} | {r['step_ms']:.2f} | "
+            f"| {name} | {counts[model_name]:,} | {r['tokens_per_s']:,.0f} | {r['step_ms']:.2f} | "
             f"{ratio:.2f} |"
         )
-    peer = results["torch.nn.Transformer"]
-    speedup = ours["tokens_per_s"] / peer["tokens_per_s"] if "tokens_per_s" in peer else None
-    if speedup is not None:
-        print(f"gptlab / torch.nn.Transformer: {speedup:.2f}x the tokens/s (target >= 1.2 on GPU)")
+    for mode, ratio in speedups.items():
+        print(f"{mode}: gptlab {ratio:.2f}x torch.nn.Transformer's tokens/s (target >= 1.2 on GPU)")
     return {
-        "shape": args.shape, "batch": [args.batch_size, args.seq_len], "compile": args.compile,
-        "dtype": dtype, "parameters": counts, "results": results, "speedup": speedup,
+        "shape": args.shape, "batch": [args.batch_size, args.seq_len], "dtype": dtype,
+        "parameters": counts, "results": results, "speedup": speedups,
     }  # fmt: skip
 
 
@@ -405,7 +413,7 @@ def main() -> None:
     add = parser.add_argument
     add("--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}")
     add("--device", default="auto")
-    add("--compile", action="store_true", help="speed: compile both models")
+    add("--compile", action="store_true", help="speed: compiled rows of both models too")
     add("--shape", choices=SHAPES, help="speed: model shape (default multi30k; quick tiny)")
     add("--vocab-size", type=int, help="speed: vocabulary (default 10000; quick 100)")
     add("--batch-size", type=int, help="speed: sentence pairs a batch (default 128; quick 4)")
