@@ -22,6 +22,7 @@ examples:
   gptlab eval --generations hyp.txt --references ref.txt   # any model's text: BLEU, chrF, ROUGE
   gptlab eval --generations answers.jsonl          # a file with "generation" and "reference" fields
   gptlab eval runs/instruct --generations answers.txt      # against the run's test-split outputs
+  gptlab eval runs/reverse --split test --beam 5   # a seq2seq run: loss, perplexity, exact match
 """
 
 
@@ -105,6 +106,12 @@ def add_parser(subparsers) -> None:
         help="with --generations: the references' language, for ROUGE's words (default en: "
         "stemmed English; any other: Unicode words, unstemmed)",
     )
+    parser.add_argument(
+        "--beam",
+        type=int,
+        default=1,
+        help="a seq2seq run: decode with beam search of this width (default 1: greedy)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(run=run, command="eval")
@@ -135,6 +142,12 @@ def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     device = resolve_device(args.device)
+    from gptlab.tasks.seq2seq import is_seq2seq_run
+
+    if is_seq2seq_run(args.model):
+        return _seq2seq(args, device)
+    if args.beam != 1:
+        raise ConfigError("--beam is for seq2seq runs (encoder-decoders)")
     model, tokenizer, info = load_model(args.model, device, args.checkpoint)
     if args.generate and run_task(info.get("config", {})) != "instruct":
         raise ConfigError(
@@ -168,6 +181,47 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{source}: loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens"
         )
+    return 0
+
+
+def _seq2seq(args, device) -> int:
+    """Loss, perplexity and exact match of an encoder-decoder on a split of its data, greedy or
+    with --beam; and BLEU, chrF and ROUGE where `text_scores` has them."""
+    from gptlab.errors import ConfigError
+    from gptlab.tasks.seq2seq import eval_pairs, evaluate_pairs, load_seq2seq_run
+
+    if args.data or args.generate:
+        raise ConfigError("a seq2seq run is evaluated on a split of its data: use --split")
+    if args.beam < 1:
+        raise ConfigError(f"--beam must be at least 1, got {args.beam}")
+    model, src_tokenizer, tgt_tokenizer, config = load_seq2seq_run(
+        args.model, device, args.checkpoint
+    )
+    pairs = eval_pairs(config, args.split)
+    result = evaluate_pairs(
+        model,
+        src_tokenizer,
+        tgt_tokenizer,
+        pairs,
+        device=device,
+        batch_size=args.batch_size,
+        num_beams=args.beam,
+        language=config["data"].get("tgt"),
+    )
+    result.pop("hypotheses")
+    result["data"] = f"{config['data']['task']} ({args.split} split)"
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    decoding = f"beam {args.beam}" if args.beam > 1 else "greedy"
+    print(
+        f"{result['data']}, {result['examples']:,} pairs: loss {result['loss']:.4f}, perplexity "
+        f"{result['perplexity']:.3f}, exact match {result['exact_match']:.2%} ({decoding})"
+    )
+    if "bleu" in result:
+        from gptlab.evaluation import format_text_metrics
+
+        print(format_text_metrics(result))
     return 0
 
 
