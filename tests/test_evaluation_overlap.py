@@ -184,3 +184,18 @@ def test_eval_generations_refusals_are_one_line(tmp_path, capsys, references, ex
 def test_eval_without_a_model_or_generations_is_one_line(capsys):
     status, _, err = eval_cli(capsys)
     assert status == 2 and "name a MODEL" in err
+
+
+def test_eval_generations_of_a_seq2seq_run_are_scored_against_its_split(tmp_path, capsys):
+    from gptlab.data.toy_seq2seq import ToyTask
+
+    data = {"task": "reverse", "max_len": 8, "digits": 3, "test_size": 5, "seed": 0}
+    run = tmp_path / "reverse"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "seq2seq", "model": {}, "data": data}))
+    targets = [target for _, target in ToyTask("reverse", 8, 3).pairs("test", 5, 0)]
+    (tmp_path / "hyp.txt").write_text("\n".join(targets) + "\n")
+    status, out, _ = eval_cli(capsys, run, "--generations", tmp_path / "hyp.txt", "--json")
+    result = json.loads(out)
+    assert status == 0 and math.isclose(result["chrf"], 100) and result["sentences"] == 5
+    assert result["references"] == "reverse (test split)"

@@ -98,13 +98,13 @@ def add_parser(subparsers) -> None:
         "--references",
         metavar="FILE",
         help="with --generations: the references, one a line (default: the .jsonl's "
-        '"reference" fields, or an instruction MODEL\'s outputs of --split or --data)',
+        '"reference" fields, or the --split of an instruction or seq2seq MODEL)',
     )
     parser.add_argument(
         "--language",
-        default="en",
-        help="with --generations: the references' language, for ROUGE's words (default en: "
-        "stemmed English; any other: Unicode words, unstemmed)",
+        help="with --generations: the references' language, for ROUGE's words (default: a "
+        "seq2seq run's target language, else en; en is stemmed English, any other Unicode "
+        "words, unstemmed)",
     )
     parser.add_argument(
         "--beam",

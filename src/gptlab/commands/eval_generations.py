@@ -7,8 +7,9 @@ BLEU, chrF and ROUGE-1/2/L. Where the references come from:
 - `--references FILE`: a text file, one reference a line, line i for generation i;
 - a .jsonl generations file whose objects carry both a `generation` and a `reference` (what
   `gptlab eval RUN --generate --save-generations FILE.jsonl` writes): scored as it stands;
-- `gptlab eval RUN --generations FILE` for an instruction run: the outputs of the run's split
-  (`--split`, default test) or of every entry of `--data`, in order.
+- `gptlab eval RUN --generations FILE`: the references of the run's split (`--split`, default
+  test): an instruction run's outputs (or those of every entry of `--data`), a seq2seq run's
+  targets, in order.
 """
 
 from __future__ import annotations
@@ -44,23 +45,31 @@ def read_generations(path: str | Path) -> tuple[list[str], list[str] | None]:
     return generations, [str(row[REFERENCE_FIELD]).strip() for row in rows]
 
 
-def run_references(args: argparse.Namespace) -> tuple[list[str], str]:
-    """The references of an instruction run's split (or of every entry of --data), and a name."""
+def run_references(args: argparse.Namespace) -> tuple[list[str], str, str | None]:
+    """The references of a run's split: an instruction run's outputs (or those of every entry of
+    --data), a seq2seq run's targets; a name for them; and their language when the run knows it."""
     from gptlab.data.instructions import load_instructions, split_instructions
     from gptlab.runs import read_run_config, run_task
     from gptlab.tasks.instruction import InstructionSpec
+    from gptlab.tasks.seq2seq import eval_pairs, is_seq2seq_config
 
     config = read_run_config(args.model)
+    if is_seq2seq_config(config):
+        data = config["data"]
+        pairs = eval_pairs(config, args.split)
+        name = f"{data.get('task', 'the data')} ({args.split} split)"
+        return [target for _, target in pairs], name, data.get("tgt")
     if run_task(config) != "instruct":
         raise ConfigError(
-            f"{args.model} is not an instruction run, so it has no references of its own: "
-            "pass them with --references FILE"
+            f"{args.model} is neither an instruction nor a seq2seq run, so it has no references "
+            "of its own: pass them with --references FILE"
         )
     spec = InstructionSpec.from_dict(config.get("data", {}))
     if args.data:
-        return [entry.output for entry in load_instructions(args.data, spec.format)], args.data
+        entries = load_instructions(args.data, spec.format)
+        return [entry.output for entry in entries], args.data, None
     entries = split_instructions(load_instructions(spec.data, spec.format))[args.split]
-    return [entry.output for entry in entries], f"{spec.data} ({args.split} split)"
+    return [entry.output for entry in entries], f"{spec.data} ({args.split} split)", None
 
 
 def score_generations(args: argparse.Namespace) -> int:
@@ -69,7 +78,7 @@ def score_generations(args: argparse.Namespace) -> int:
 
     metric_libraries()  # a missing library is the first error, not the last
     generations, references = read_generations(args.generations)
-    source = None
+    source, language = None, None
     if args.references:
         from gptlab.data.parallel import read_lines
 
@@ -78,7 +87,7 @@ def score_generations(args: argparse.Namespace) -> int:
     elif references is not None:
         source = f"the references in {args.generations}"
     elif args.model:
-        references, source = run_references(args)
+        references, source, language = run_references(args)
     else:
         raise ConfigError(
             "--generations needs references: pass --references FILE (one a line), a .jsonl "
@@ -94,7 +103,8 @@ def score_generations(args: argparse.Namespace) -> int:
     empty = next((n for n, text in enumerate(references, 1) if not text), None)
     if empty is not None:
         raise DataError(f"{source}, reference {empty} is empty")
-    result = text_metrics(generations, references, language=args.language)
+    language = args.language or language or "en"
+    result = text_metrics(generations, references, language=language)
     result.update(generations=str(args.generations), references=str(source))
     if args.json:
         print(json.dumps(result))
