@@ -119,6 +119,14 @@ def test_missing_library_is_one_error_naming_the_extra(monkeypatch):
         text_metrics(HYPOTHESES, REFERENCES)
 
 
+def test_bleu_and_chrf_need_only_sacrebleu(monkeypatch):
+    monkeypatch.setitem(sys.modules, "rouge_score", None)
+    assert math.isclose(bleu(REFERENCES, REFERENCES)["bleu"], 100)
+    assert math.isclose(chrf(REFERENCES, REFERENCES)["chrf"], 100)
+    with pytest.raises(ConfigError, match="needs rouge-score"):
+        rouge(REFERENCES, REFERENCES)
+
+
 def test_the_printed_report_carries_the_signatures():
     report = format_text_metrics(text_metrics(HYPOTHESES, REFERENCES))
     assert "sacreBLEU signature: nrefs:1|case:mixed" in report

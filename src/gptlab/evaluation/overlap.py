@@ -41,15 +41,29 @@ LC_TOK_BLEU_OPTIONS = {"lowercase": True, "tokenize": "13a", "smooth_method": "n
 
 def metric_libraries():
     """rouge_score's `rouge_scorer` and `sacrebleu`, or one error that says how to install them."""
+    return _rouge_scorer(), _sacrebleu()
+
+
+def _sacrebleu():
     try:
         import sacrebleu
+    except ImportError:
+        raise ConfigError(_INSTALL.format(library="sacrebleu")) from None
+    return sacrebleu
+
+
+def _rouge_scorer():
+    try:
         from rouge_score import rouge_scorer
     except ImportError:
-        raise ConfigError(
-            "scoring generated text needs rouge-score and sacrebleu: install them with "
-            "`pip install 'gptlab[metrics]'` (or `uv sync --extra metrics`)"
-        ) from None
-    return rouge_scorer, sacrebleu
+        raise ConfigError(_INSTALL.format(library="rouge-score")) from None
+    return rouge_scorer
+
+
+_INSTALL = (
+    "scoring generated text needs {library} (with rouge-score and sacrebleu): install them with "
+    "`pip install 'gptlab[metrics]'` (or `uv sync --extra metrics`)"
+)
 
 
 def _check(hypotheses: Sequence[str], references: Sequence[str]) -> None:
@@ -63,8 +77,7 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], **options) -> dic
     """Corpus BLEU: {"bleu", "bleu_signature"}; sacreBLEU's defaults unless `options` (sacrebleu's
     `BLEU` arguments) say otherwise."""
     _check(hypotheses, references)
-    _, sacrebleu = metric_libraries()
-    metric = sacrebleu.metrics.BLEU(**options)
+    metric = _sacrebleu().metrics.BLEU(**options)
     score = metric.corpus_score(list(hypotheses), [list(references)])
     return {"bleu": score.score, "bleu_signature": str(metric.get_signature())}
 
@@ -79,8 +92,7 @@ def lowercase_tokenized_bleu(hypotheses: Sequence[str], references: Sequence[str
 def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
     """Corpus chrF (sacrebleu's chrF2): {"chrf", "chrf_signature"}."""
     _check(hypotheses, references)
-    _, sacrebleu = metric_libraries()
-    metric = sacrebleu.metrics.CHRF()
+    metric = _sacrebleu().metrics.CHRF()
     score = metric.corpus_score(list(hypotheses), [list(references)])
     return {"chrf": score.score, "chrf_signature": str(metric.get_signature())}
 
@@ -100,7 +112,7 @@ def rouge(
 ) -> dict:
     """The mean F1 of each ROUGE type over the sentences, 0-100: {"rouge1", "rouge2", "rougeL"}."""
     _check(hypotheses, references)
-    rouge_scorer, _ = metric_libraries()
+    rouge_scorer = _rouge_scorer()
     if language == "en":
         scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=True)
     else:
@@ -119,6 +131,7 @@ def text_metrics(
     """sacreBLEU, the tutorials' lower-cased tokenized BLEU, chrF and ROUGE-1/2/L of
     `hypotheses` against `references`, with the sacrebleu signatures; `language` is the
     references' (for ROUGE's tokenizer)."""
+    metric_libraries()  # both, or the error, before any work
     return {
         **bleu(hypotheses, references),
         **lowercase_tokenized_bleu(hypotheses, references),
