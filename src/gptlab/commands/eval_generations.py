@@ -91,7 +91,7 @@ def score_generations(args: argparse.Namespace) -> int:
     else:
         raise ConfigError(
             "--generations needs references: pass --references FILE (one a line), a .jsonl "
-            f'whose objects have "{REFERENCE_FIELD}" fields, or an instruction RUN'
+            f'whose objects have "{REFERENCE_FIELD}" fields, or an instruction or seq2seq RUN'
         )
     if len(generations) != len(references):
         raise DataError(
@@ -105,7 +105,7 @@ def score_generations(args: argparse.Namespace) -> int:
         raise DataError(f"{source}, reference {empty} is empty")
     language = args.language or language or "en"
     result = text_metrics(generations, references, language=language)
-    result.update(generations=str(args.generations), references=str(source))
+    result.update(generations=str(args.generations), references=str(source), language=language)
     if args.json:
         print(json.dumps(result))
         return 0
