@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from gptlab.data.toy_seq2seq import TOY_TASKS
 from gptlab.errors import ConfigError
 
 EXAMPLES = """\
@@ -14,14 +15,13 @@ examples:
   gptlab seq2seq train --task reverse --out runs/reverse      # learns it on 2 CPU cores in minutes
   gptlab seq2seq train --task add --out runs/add              # 3-digit addition
   gptlab seq2seq train --task sort --max-len 10 --max-iters 500 --out runs/sort10
-  gptlab seq2seq train --task copy --n-embd 64 --pre-norm false --schedule noam --out runs/copy
+  gptlab seq2seq train --task copy --n-embd 64 --no-pre-norm --schedule noam --out runs/copy
   gptlab seq2seq train --resume runs/reverse --max-iters 3000
 then:
   gptlab translate runs/reverse "31415926" --beam 5
   gptlab eval runs/reverse --split test
 """
 
-TOY_TASKS = ("copy", "reverse", "sort", "add")
 # What each task needs, measured on 2 shared CPU cores (docs/seq2seq.md has the table): every
 # one reaches >= 99% exact match on its held-out test sequences within 5 minutes there.
 SHARED_DEFAULTS = dict(
@@ -78,7 +78,7 @@ def add_parser(subparsers) -> None:
 
 def add_train_flags(parser) -> None:
     from gptlab.commands.train import add_field_flag
-    from gptlab.models.seq2seq import Seq2SeqConfig
+    from gptlab.models.seq2seq_config import Seq2SeqConfig
     from gptlab.training.config import TrainConfig
 
     S = argparse.SUPPRESS
@@ -110,7 +110,7 @@ def add_train_flags(parser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.models.seq2seq import Seq2SeqConfig
+    from gptlab.models.seq2seq_config import Seq2SeqConfig
     from gptlab.training.config import TrainConfig
 
     settings = {
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _split(settings: dict) -> tuple[dict, dict, dict, dict]:
     """(model, train, data, seq2seq) sections of flat settings."""
-    from gptlab.models.seq2seq import Seq2SeqConfig
+    from gptlab.models.seq2seq_config import Seq2SeqConfig
     from gptlab.training.config import TrainConfig
 
     model_keys = {f.name for f in dataclasses.fields(Seq2SeqConfig)} - set(VOCABULARY_FIELDS)
@@ -169,7 +169,7 @@ def _model_config(data: dict, model_over: dict):
     """The encoder-decoder for a toy task: one joint vocabulary, shared embeddings, positions
     for the longest source and target (plus EOS, and BOS)."""
     from gptlab.data.toy_seq2seq import ToyTask
-    from gptlab.models.seq2seq import Seq2SeqConfig
+    from gptlab.models.seq2seq_config import Seq2SeqConfig
     from gptlab.tokenizers.symbols import SymbolTokenizer
 
     task = ToyTask(data["task"], data["max_len"], data["digits"])
