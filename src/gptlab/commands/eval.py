@@ -1,7 +1,8 @@
 """`gptlab eval`: loss and perplexity of a language model on its validation split or a file;
 accuracy, F1 and the confusion matrix of a classifier on its test split or a labelled file;
-the response-only loss of an instruction run, and with --generate the ROUGE-L and BLEU of its
-greedy responses."""
+the response-only loss of an instruction run, and with --generate the BLEU, chrF and ROUGE of its
+greedy responses; with --generations, any model's generated text scored against references
+(`eval_generations`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ examples:
   gptlab eval runs/spam --split val
   gptlab eval runs/spam --data more_messages.csv --text-column body --label-column label
   gptlab eval runs/instruct                        # an instruction run: response-only loss, test split
-  gptlab eval runs/instruct --generate --save-generations answers.jsonl   # and ROUGE-L, BLEU
+  gptlab eval runs/instruct --generate --save-generations answers.jsonl   # and BLEU, chrF, ROUGE
+  gptlab eval --generations hyp.txt --references ref.txt   # any model's text: BLEU, chrF, ROUGE
+  gptlab eval --generations answers.jsonl          # a file with "generation" and "reference" fields
+  gptlab eval runs/instruct --generations answers.txt      # against the run's test-split outputs
   gptlab eval runs/reverse --split test --beam 5   # a seq2seq run: loss, perplexity, exact match
 """
 
@@ -36,7 +40,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "model",
         metavar="MODEL",
-        help="a run directory, a Hugging Face GPT-2 folder, or a model name (gpt2, ...)",
+        nargs="?",
+        help="a run directory, a Hugging Face GPT-2 folder, or a model name (gpt2, ...); "
+        "optional with --generations",
     )
     parser.add_argument(
         "--data",
@@ -82,6 +88,25 @@ def add_parser(subparsers) -> None:
         help="with --generate: write each instruction, input, reference and response to FILE",
     )
     parser.add_argument(
+        "--generations",
+        metavar="FILE",
+        help="score text that was already generated, by any model: a text file (one generation "
+        'a line) or a .jsonl with "generation" (and "reference") fields; prints sacreBLEU, '
+        "lower-cased tokenized BLEU, chrF and ROUGE-1/2/L",
+    )
+    parser.add_argument(
+        "--references",
+        metavar="FILE",
+        help="with --generations: the references, one a line (default: the .jsonl's "
+        '"reference" fields, or an instruction MODEL\'s outputs of --split or --data)',
+    )
+    parser.add_argument(
+        "--language",
+        default="en",
+        help="with --generations: the references' language, for ROUGE's words (default en: "
+        "stemmed English; any other: Unicode words, unstemmed)",
+    )
+    parser.add_argument(
         "--beam",
         type=int,
         default=1,
@@ -100,6 +125,16 @@ def run(args: argparse.Namespace) -> int:
     from gptlab.pretrained import load_model
     from gptlab.runs import run_task
 
+    if args.generations:
+        from gptlab.commands.eval_generations import score_generations
+
+        if args.generate:
+            raise ConfigError("--generate makes responses and --generations reads them: pick one")
+        return score_generations(args)
+    if args.references:
+        raise ConfigError("--references goes with --generations FILE")
+    if args.model is None:
+        raise ConfigError("name a MODEL to evaluate, or score text with --generations FILE")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     if args.save_generations and not args.generate:
@@ -215,7 +250,8 @@ def _instruction(args, model, tokenizer, info, device) -> int:
     perplexity, on a split of its data or on every entry of --data; with --generate, the
     ROUGE-L and BLEU of its greedy responses."""
     from gptlab.data.instructions import load_instructions, split_instructions
-    from gptlab.tasks.instruction import InstructionSpec, metric_libraries
+    from gptlab.evaluation import metric_libraries
+    from gptlab.tasks.instruction import InstructionSpec
 
     if args.generate:
         metric_libraries()  # missing ones are an error now, not after generating every response
@@ -236,11 +272,14 @@ def _instruction(args, model, tokenizer, info, device) -> int:
         f"{result['examples']:,} examples"
     )
     if args.generate:
+        from gptlab.evaluation import format_text_metrics
+
         print(
             f"greedy responses to {result['generated']:,} instructions (at most "
             f"{args.max_new_tokens} tokens): ROUGE-L {result['rouge_l']:.2f}, "
             f"BLEU {result['bleu']:.2f} (0-100)"
         )
+        print(format_text_metrics(result))
     return 0
 
 
@@ -277,11 +316,13 @@ def instruction_report(
 
 
 def _generation_scores(args, model, tokenizer, info, device, entries) -> dict:
-    """ROUGE-L and BLEU of the run's greedy responses to `entries` against their outputs; the
-    responses go to --save-generations, a JSON object a line."""
+    """BLEU, chrF and ROUGE (`text_metrics`) of the run's greedy responses to `entries` against
+    their outputs, and `rouge_l` (= rougeL, the figure this report printed first); the responses
+    go to --save-generations, a JSON object a line."""
     from gptlab.atomic import atomic_write
+    from gptlab.evaluation import text_metrics
     from gptlab.generation import GenerationConfig
-    from gptlab.tasks.instruction import generate_responses, response_scores
+    from gptlab.tasks.instruction import generate_responses
 
     # "slide", as sample's default: an instruction too long for the context is still answered.
     config = GenerationConfig(args.max_new_tokens, strategy="greedy", overflow="slide")
@@ -299,8 +340,13 @@ def _generation_scores(args, model, tokenizer, info, device, entries) -> dict:
                     "generation": response,
                 }
                 file.write(json.dumps(row) + "\n")
-    scores = response_scores(responses, references)
-    return {**scores, "generated": len(responses), "max_new_tokens": args.max_new_tokens}
+    scores = text_metrics(responses, references)
+    return {
+        **scores,
+        "rouge_l": scores["rougeL"],
+        "generated": len(responses),
+        "max_new_tokens": args.max_new_tokens,
+    }
 
 
 def classifier_report(
