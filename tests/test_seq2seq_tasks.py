@@ -8,7 +8,7 @@ import torch
 from gptlab.data.toy_seq2seq import ToyTask, is_held_out
 from gptlab.errors import ConfigError, TokenizerError
 from gptlab.models.seq2seq import IGNORE_INDEX
-from gptlab.tasks.seq2seq import ToyBatches
+from gptlab.tasks.seq2seq import PairBatches, ToyBatches, truncate
 from gptlab.tokenizers import load_tokenizer
 from gptlab.tokenizers.symbols import SymbolTokenizer
 from gptlab.training.config import TrainConfig
@@ -98,3 +98,20 @@ def test_noam_schedule_warms_up_linearly_then_decays_as_inverse_square_root():
     assert lrs[399] == pytest.approx(1e-3 * (100 / 400) ** 0.5)  # sqrt(warmup / step)
     with pytest.raises(ConfigError):
         TrainConfig(schedule="linear")
+
+
+def test_pair_batches_cover_each_epoch_once_in_a_seeded_order():
+    tokenizer = SymbolTokenizer("0123456789+")
+    sources = [[3 + i % 10, tokenizer.eos_id] for i in range(10)]
+    targets = [[3 + i % 10, 4, tokenizer.eos_id] for i in range(10)]
+    batches = PairBatches(sources, targets, tokenizer, tokenizer.pad_id, 4, seed=7, device="cpu")
+    assert batches.per_epoch == 3 and batches.steps_for(2) == 6
+    epoch = [batches.train_batch(step, 0)[0][:, 0].tolist() for step in range(3)]
+    assert sorted(sum(epoch, [])) == sorted(row[0] for row in sources)  # every pair once
+    again = PairBatches(sources, targets, tokenizer, tokenizer.pad_id, 4, seed=7, device="cpu")
+    assert again.train_batch(4, 0)[0].tolist() == batches.train_batch(4, 0)[0].tolist()
+    assert batches.train_batch(3, 0)[0].tolist() != batches.train_batch(0, 0)[0].tolist()
+
+
+def test_truncate_keeps_the_final_eos():
+    assert truncate([[5, 6, 7, 8, 2], [5, 2]], 3) == [[5, 6, 2], [5, 2]]
