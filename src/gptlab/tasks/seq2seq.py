@@ -57,6 +57,50 @@ class ToyBatches:
         return collate(sources, targets, self.tokenizer, self.tokenizer.pad_id, self.device)
 
 
+class PairBatches:
+    """Training batches of fixed pairs (a parallel corpus): each epoch in a new order from the
+    seed. Batch number b = step * stride + index (stride: micro-batches a step, over all
+    processes) is batch b % per_epoch of epoch b // per_epoch, so a resumed run continues
+    exactly."""
+
+    def __init__(
+        self, sources: list, targets: list, tgt_tokenizer, src_pad_id: int, batch_size: int,
+        seed: int, device, stride: int = 1,
+    ):  # fmt: skip
+        if not sources:
+            raise ConfigError("no training pairs")
+        self.sources, self.targets = sources, targets
+        self.tgt_tokenizer, self.src_pad_id = tgt_tokenizer, src_pad_id
+        self.batch_size, self.seed, self.device, self.stride = batch_size, seed, device, stride
+        self.per_epoch = math.ceil(len(sources) / batch_size)
+        self._order: tuple[int, Tensor] | None = None
+
+    def steps_for(self, epochs: float) -> int:
+        """Optimizer steps that make `epochs` passes over the pairs."""
+        return max(1, round(epochs * self.per_epoch / self.stride))
+
+    def train_batch(self, step: int, index: int) -> Batch:
+        number = step * self.stride + index
+        epoch, position = divmod(number, self.per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._order = (epoch, torch.randperm(len(self.sources), generator=generator))
+        rows = self._order[1][position * self.batch_size : (position + 1) * self.batch_size]
+        rows = rows.tolist()
+        return collate(
+            [self.sources[i] for i in rows],
+            [self.targets[i] for i in rows],
+            self.tgt_tokenizer,
+            self.src_pad_id,
+            self.device,
+        )
+
+
+def truncate(rows: list[list[int]], max_tokens: int) -> list[list[int]]:
+    """Rows cut to `max_tokens`, keeping each row's last token (its EOS)."""
+    return [row if len(row) <= max_tokens else row[: max_tokens - 1] + row[-1:] for row in rows]
+
+
 def loss_function(label_smoothing: float = 0.0) -> Callable:
     """The trainer's loss: cross-entropy of the next target token, with label smoothing."""
 
@@ -175,11 +219,19 @@ def translate_texts(model, src_tokenizer, tgt_tokenizer, texts: list[str], **opt
 
 
 def evaluator(
-    model_pairs: Pairs, src_tokenizer, tgt_tokenizer, device, batch_size: int = 256
-) -> Callable[[torch.nn.Module], dict]:
-    """The trainer's evaluator: validation loss, perplexity and greedy exact match."""
+    model_pairs: Pairs, src_tokenizer, tgt_tokenizer, device, batch_size: int = 256,
+    decode: bool = True,
+) -> Callable[[torch.nn.Module], dict]:  # fmt: skip
+    """The trainer's evaluator: validation loss and perplexity (unsmoothed), and with `decode`
+    the greedy exact match (cheap for toy tasks; translation runs leave it to `gptlab eval`)."""
 
     def evaluate(model) -> dict:
+        if not decode:
+            sources, targets = encode_pairs(model_pairs, src_tokenizer, tgt_tokenizer)
+            loss, _ = pair_loss(
+                model, sources, targets, tgt_tokenizer, src_tokenizer.pad_id, batch_size, device
+            )
+            return {"loss": loss, "perplexity": math.exp(loss) if loss < 700 else math.inf}
         result = evaluate_pairs(
             model, src_tokenizer, tgt_tokenizer, model_pairs, device=device, batch_size=batch_size
         )
@@ -195,20 +247,10 @@ def is_seq2seq_config(config: dict) -> bool:
     return config.get("task") == "seq2seq"
 
 
-def load_tokenizers(tokenizer_dir: Path):
-    """(source tokenizer, target tokenizer) of a run: one joint tokenizer in `tokenizer/`, or
-    `tokenizer/source/` and `tokenizer/target/`."""
-    from gptlab.tokenizers import load_tokenizer
-
-    if (tokenizer_dir / "source").is_dir():
-        return load_tokenizer(tokenizer_dir / "source"), load_tokenizer(tokenizer_dir / "target")
-    joint = load_tokenizer(tokenizer_dir)
-    return joint, joint
-
-
 def load_seq2seq_run(run_dir: str | Path, device="cpu", checkpoint: str = "best"):
     """(model in eval mode, source tokenizer, target tokenizer, config) of a seq2seq run."""
     from gptlab.runs import read_run_config
+    from gptlab.tokenizers.parallel import load_parallel_tokenizers
     from gptlab.training.checkpoint import (
         MODEL_FILE,
         STATE_FILE,
@@ -231,7 +273,7 @@ def load_seq2seq_run(run_dir: str | Path, device="cpu", checkpoint: str = "best"
     else:
         state = load_trainer_state(run_dir / STATE_FILE)["model"]
         load_state_into(model, state, source=str(run_dir / STATE_FILE))
-    src_tokenizer, tgt_tokenizer = load_tokenizers(run_dir / TOKENIZER_DIR)
+    src_tokenizer, tgt_tokenizer = load_parallel_tokenizers(run_dir / TOKENIZER_DIR)
     return model.to(device).eval(), src_tokenizer, tgt_tokenizer, config
 
 
@@ -247,6 +289,10 @@ def eval_pairs(config: dict, split: str) -> list[tuple[str, str]]:
     if data.get("task") in ("copy", "reverse", "sort", "add"):
         task = ToyTask(data["task"], data["max_len"], data["digits"])
         return task.pairs(split, data.get(f"{split}_size", data["test_size"]), data["seed"])
+    if data.get("task") == "multi30k":
+        from gptlab.data.parallel import load_multi30k
+
+        return load_multi30k(data["src"], data["tgt"], split)
     raise ConfigError(f"this run's data ({data.get('task')!r}) cannot be read here")
 
 
