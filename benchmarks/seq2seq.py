@@ -429,7 +429,12 @@ def main() -> None:
     add("--seed", type=int, default=1337)
     add("--directions", default=",".join(DIRECTIONS), help="multi30k: comma-separated SRC-TGT")
     add("--beam", type=int, default=5, help="multi30k: the beam width timed against greedy")
-    add("--train-args", default="", help="multi30k: more `seq2seq train` flags, one string")
+    add(
+        "--train-args",
+        dest="train_args_extra",
+        default="",
+        help="multi30k: more `seq2seq train` flags, one string",
+    )
     add("--toy-tasks", default=",".join(TOY_TASKS), help="toy: comma-separated tasks")
     add("--toy-args", default="", help="toy: more `seq2seq train` flags, one string")
     add("--test-limit", type=int, help="multi30k: the first N test sentences (default all)")
@@ -455,9 +460,16 @@ def main() -> None:
     args.warmup = args.warmup if args.warmup is not None else (2 if quick else 10)
     args.steps = args.steps or (2 if quick else 20)
     args.reps = args.reps or (3 if quick else 7)
-    quick_training = ["--max-iters", "3"] if quick else []
-    args.train_args = quick_training + shlex.split(args.train_args)
-    args.toy_args = quick_training + shlex.split(args.toy_args)
+    quick_training = ["--max-iters", "3", "--eval-iters", "2"] if quick else []
+    quick_model = (
+        ["--n-encoder-layer", "1", "--n-decoder-layer", "1", "--n-embd", "32", "--n-head", "2",
+         "--ff-hidden", "64", "--vocab-size", "1000"]
+        if quick
+        else []
+    )  # fmt: skip
+    args.train_args = ["--no-tensorboard", *quick_training, *quick_model]
+    args.train_args += shlex.split(args.train_args_extra)
+    args.toy_args = ["--no-tensorboard", *quick_training, *shlex.split(args.toy_args)]
     if quick and args.test_limit is None:
         args.test_limit = 16
     device = resolve_device(args.device)
