@@ -8,7 +8,8 @@ sentence of the validation or test split shapes the vocabulary.
 
 In a run directory the tokenizers live in `tokenizer/` (`TOKENIZER_DIR`), as for every run:
 a joint one is that folder itself, so `load_tokenizer(run / "tokenizer")` reads it like any other;
-separate ones are `tokenizer/source/` and `tokenizer/target/`.
+separate ones are `tokenizer/source/` and `tokenizer/target/`. Saving and loading a pair work
+for any kind of tokenizer (the toy tasks' symbol tokenizers too); training makes `TrainedBPE`s.
 """
 
 from __future__ import annotations
