@@ -353,7 +353,9 @@ def multi30k(args, device, folder: Path) -> list[dict]:
         )
     print(
         f"\nMulti30K test_2016_flickr ({rows[0]['sentences']:,} sentences), {device}; BLEU "
-        "(lc, tok) = lower-cased 13a-tokenized as the tutorials, sacreBLEU = detokenized cased:"
+        "(lc, tok) = lower-cased 13a-tokenized as the tutorials, sacreBLEU = detokenized cased; "
+        "train s = the `seq2seq train` command's wall time (start-up, vocabulary, training, "
+        "validation); decode s = translating the test set:"
     )
     print(
         "| direction | decoding | parameters | train s | test ppl | BLEU (lc, tok) | sacreBLEU "
