@@ -247,6 +247,18 @@ def test_eval_generate_scores_greedy_responses_and_saves_them(tmp_path, run, tas
     ]
 
 
+def test_eval_generations_of_an_instruction_run_are_scored_against_its_split(tmp_path, run):
+    test = split_instructions([Instruction(**entry) for entry in ENTRIES])["test"]
+    answers = tmp_path / "answers.txt"
+    answers.write_text("".join(f"{entry.output}\n" for entry in test))
+    report = json.loads(here("eval", run[0], "--generations", answers, "--json")[0])
+    assert math.isclose(report["bleu"], 100) and math.isclose(report["rougeL"], 100)
+    assert report["sentences"] == len(test) and "test split" in report["references"]
+    answers.write_text("wrong\n")
+    status = cli.main(["eval", str(run[0]), "--generations", str(answers)])
+    assert status == 2  # one answer for two references
+
+
 def test_eval_generate_answers_in_the_sample_format_and_scores_an_exact_answer_100(tmp_path):
     answering = write_run(tmp_path / "answering", answering_model("###"), task="instruct")
     capitals = write_json(

@@ -16,8 +16,10 @@ from gptlab.errors import GptlabError
 # The order here is the order of `gptlab --help`.
 COMMANDS = [
     "train",
+    "seq2seq",
     "finetune",
     "sample",
+    "translate",
     "classify",
     "eval",
     "compare",

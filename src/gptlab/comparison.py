@@ -153,8 +153,8 @@ def evaluate(entrants: list[Entrant], benchmarks: list[Benchmark], device, batch
     over the first model's tokens; None for a model whose tokenizer is another."""
     from gptlab.commands.eval import instruction_report
     from gptlab.data.text import TokenData, resolve_text
-    from gptlab.evaluation import perplexity
-    from gptlab.tasks.instruction import InstructionSpec, metric_libraries
+    from gptlab.evaluation import metric_libraries, perplexity
+    from gptlab.tasks.instruction import InstructionSpec
 
     reference = entrants[0]
     notes = [

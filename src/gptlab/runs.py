@@ -20,7 +20,9 @@ from gptlab.training.checkpoint import (
     write_json,
 )
 
-TASKS = ("lm", "classify", "instruct")  # an instruction run's model is a GPT, as an lm's
+# An instruction run's model is a GPT, as an lm's; a seq2seq run's is an encoder-decoder
+# (gptlab.tasks.seq2seq loads it, with its source and target tokenizers).
+TASKS = ("lm", "classify", "instruct", "seq2seq")
 
 
 def write_run_config(
@@ -69,6 +71,11 @@ def build_model(config: dict):
     its saved int8/int4 weights fill without quantizing again."""
     from gptlab.models.gpt import GPT
 
+    if run_task(config) == "seq2seq":
+        raise CheckpointError(
+            "this is an encoder-decoder (seq2seq) run: use `gptlab translate`, `gptlab eval`, "
+            "`gptlab info` or `gptlab viz attention` with it"
+        )
     if "adapter" in config:
         from gptlab.adapters import load_adapted
 

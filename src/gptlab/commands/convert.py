@@ -210,7 +210,10 @@ def _quantization_rows(config: dict) -> list[tuple[str, str]]:
 def run_info(args: argparse.Namespace) -> int:
     from gptlab.pretrained import load_model
     from gptlab.quantization import stored_numbers
+    from gptlab.tasks.seq2seq import is_seq2seq_run
 
+    if is_seq2seq_run(args.model):
+        return _seq2seq_info(args.model)
     model, tokenizer, info = load_model(args.model)
     c = model.config
     count = stored_numbers(model)  # a quantized model's weights are buffers, not parameters
@@ -237,6 +240,42 @@ def run_info(args: argparse.Namespace) -> int:
         ("size on disk", f"{size / 2**20:,.1f} MiB" if size else "n/a"),
         *_adapter_rows(model, info.get("config", {})),
         *_quantization_rows(info.get("config", {})),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def _seq2seq_info(run_dir: str) -> int:
+    """The shape of an encoder-decoder run and what it was trained on."""
+    from gptlab.tasks.seq2seq import load_seq2seq_run
+
+    model, src_tokenizer, tgt_tokenizer, config = load_seq2seq_run(run_dir)
+    c, data = model.config, config["data"]
+    vocabulary = (
+        f"{c.src_vocab_size:,} joint ({src_tokenizer.kind} tokenizer)"
+        if src_tokenizer is tgt_tokenizer
+        else f"{c.src_vocab_size:,} source, {c.tgt_vocab_size:,} target ({src_tokenizer.kind})"
+    )
+    folder = Path(run_dir)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    rows = [
+        ("source", f"{run_dir} (run)"),
+        ("task", f"seq2seq: {data.get('task', '?')}"),
+        ("architecture", "encoder-decoder Transformer (Vaswani et al. 2017)"),
+        ("layers", f"{c.n_encoder_layer} encoder, {c.n_decoder_layer} decoder"),
+        ("heads", f"{c.n_head} (head size {c.head_size})"),
+        ("width", f"{c.n_embd} (feed-forward {c.ff_hidden or 4 * c.n_embd})"),
+        ("norms", "pre-LN" if c.pre_norm else "post-LN"),
+        ("max length", f"{c.max_length} source / target tokens"),
+        ("vocabulary", vocabulary),
+        ("embeddings", "shared source/target" if c.shared_embeddings else "separate"),
+        ("output", "tied to the target embeddings" if c.tie_output else "its own projection"),
+        ("positions", c.positions),
+        ("dropout", c.dropout),
+        ("parameters", f"{model.num_params():,} ({model.num_params() / 1e6:.2f}M; shared once)"),
+        ("size on disk", f"{size / 2**20:,.1f} MiB"),
     ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

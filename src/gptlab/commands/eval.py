@@ -1,7 +1,8 @@
 """`gptlab eval`: loss and perplexity of a language model on its validation split or a file;
 accuracy, F1 and the confusion matrix of a classifier on its test split or a labelled file;
-the response-only loss of an instruction run, and with --generate the ROUGE-L and BLEU of its
-greedy responses."""
+the response-only loss of an instruction run, and with --generate the BLEU, chrF and ROUGE of its
+greedy responses; with --generations, any model's generated text scored against references
+(`eval_generations`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ examples:
   gptlab eval runs/spam --split val
   gptlab eval runs/spam --data more_messages.csv --text-column body --label-column label
   gptlab eval runs/instruct                        # an instruction run: response-only loss, test split
-  gptlab eval runs/instruct --generate --save-generations answers.jsonl   # and ROUGE-L, BLEU
+  gptlab eval runs/instruct --generate --save-generations answers.jsonl   # and BLEU, chrF, ROUGE
+  gptlab eval --generations hyp.txt --references ref.txt   # any model's text: BLEU, chrF, ROUGE
+  gptlab eval --generations answers.jsonl          # a file with "generation" and "reference" fields
+  gptlab eval runs/instruct --generations answers.txt      # against the run's test-split outputs
+  gptlab eval runs/reverse --split test --beam 5   # a seq2seq run: loss, perplexity, exact match
 """
 
 
@@ -35,7 +40,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "model",
         metavar="MODEL",
-        help="a run directory, a Hugging Face GPT-2 folder, or a model name (gpt2, ...)",
+        nargs="?",
+        help="a run directory, a Hugging Face GPT-2 folder, or a model name (gpt2, ...); "
+        "optional with --generations",
     )
     parser.add_argument(
         "--data",
@@ -80,6 +87,31 @@ def add_parser(subparsers) -> None:
         metavar="FILE.jsonl",
         help="with --generate: write each instruction, input, reference and response to FILE",
     )
+    parser.add_argument(
+        "--generations",
+        metavar="FILE",
+        help="score text that was already generated, by any model: a text file (one generation "
+        'a line) or a .jsonl with "generation" (and "reference") fields; prints sacreBLEU, '
+        "lower-cased tokenized BLEU, chrF and ROUGE-1/2/L",
+    )
+    parser.add_argument(
+        "--references",
+        metavar="FILE",
+        help="with --generations: the references, one a line (default: the .jsonl's "
+        '"reference" fields, or the --split of an instruction or seq2seq MODEL)',
+    )
+    parser.add_argument(
+        "--language",
+        help="with --generations: the references' language, for ROUGE's words (default: a "
+        "seq2seq run's target language, else en; en is stemmed English, any other Unicode "
+        "words, unstemmed)",
+    )
+    parser.add_argument(
+        "--beam",
+        type=int,
+        default=1,
+        help="a seq2seq run: decode with beam search of this width (default 1: greedy)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(run=run, command="eval")
@@ -93,6 +125,16 @@ def run(args: argparse.Namespace) -> int:
     from gptlab.pretrained import load_model
     from gptlab.runs import run_task
 
+    if args.generations:
+        from gptlab.commands.eval_generations import score_generations
+
+        if args.generate:
+            raise ConfigError("--generate makes responses and --generations reads them: pick one")
+        return score_generations(args)
+    if args.references:
+        raise ConfigError("--references goes with --generations FILE")
+    if args.model is None:
+        raise ConfigError("name a MODEL to evaluate, or score text with --generations FILE")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     if args.save_generations and not args.generate:
@@ -100,6 +142,12 @@ def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     device = resolve_device(args.device)
+    from gptlab.tasks.seq2seq import is_seq2seq_run
+
+    if is_seq2seq_run(args.model):
+        return _seq2seq(args, device)
+    if args.beam != 1:
+        raise ConfigError("--beam is for seq2seq runs (encoder-decoders)")
     model, tokenizer, info = load_model(args.model, device, args.checkpoint)
     if args.generate and run_task(info.get("config", {})) != "instruct":
         raise ConfigError(
@@ -136,6 +184,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seq2seq(args, device) -> int:
+    """Loss, perplexity and exact match of an encoder-decoder on a split of its data, greedy or
+    with --beam; and BLEU, chrF and ROUGE where `text_scores` has them."""
+    from gptlab.errors import ConfigError
+    from gptlab.tasks.seq2seq import eval_pairs, evaluate_pairs, load_seq2seq_run
+
+    if args.data or args.generate:
+        raise ConfigError("a seq2seq run is evaluated on a split of its data: use --split")
+    if args.beam < 1:
+        raise ConfigError(f"--beam must be at least 1, got {args.beam}")
+    model, src_tokenizer, tgt_tokenizer, config = load_seq2seq_run(
+        args.model, device, args.checkpoint
+    )
+    pairs = eval_pairs(config, args.split)
+    result = evaluate_pairs(
+        model,
+        src_tokenizer,
+        tgt_tokenizer,
+        pairs,
+        device=device,
+        batch_size=args.batch_size,
+        num_beams=args.beam,
+        language=config["data"].get("tgt"),
+    )
+    result.pop("hypotheses")
+    result["data"] = f"{config['data']['task']} ({args.split} split)"
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    decoding = f"beam {args.beam}" if args.beam > 1 else "greedy"
+    print(
+        f"{result['data']}, {result['examples']:,} pairs: loss {result['loss']:.4f}, perplexity "
+        f"{result['perplexity']:.3f}, exact match {result['exact_match']:.2%} ({decoding})"
+    )
+    if "bleu" in result:
+        from gptlab.evaluation import format_text_metrics
+
+        print(format_text_metrics(result))
+    return 0
+
+
 def _classifier(args, model, tokenizer, info, device) -> int:
     """Accuracy, macro-F1, per-class precision / recall and the confusion matrix."""
     report = classifier_report(
@@ -161,7 +250,8 @@ def _instruction(args, model, tokenizer, info, device) -> int:
     perplexity, on a split of its data or on every entry of --data; with --generate, the
     ROUGE-L and BLEU of its greedy responses."""
     from gptlab.data.instructions import load_instructions, split_instructions
-    from gptlab.tasks.instruction import InstructionSpec, metric_libraries
+    from gptlab.evaluation import metric_libraries
+    from gptlab.tasks.instruction import InstructionSpec
 
     if args.generate:
         metric_libraries()  # missing ones are an error now, not after generating every response
@@ -182,11 +272,14 @@ def _instruction(args, model, tokenizer, info, device) -> int:
         f"{result['examples']:,} examples"
     )
     if args.generate:
+        from gptlab.evaluation import format_text_metrics
+
         print(
             f"greedy responses to {result['generated']:,} instructions (at most "
             f"{args.max_new_tokens} tokens): ROUGE-L {result['rouge_l']:.2f}, "
             f"BLEU {result['bleu']:.2f} (0-100)"
         )
+        print(format_text_metrics(result))
     return 0
 
 
@@ -223,11 +316,13 @@ def instruction_report(
 
 
 def _generation_scores(args, model, tokenizer, info, device, entries) -> dict:
-    """ROUGE-L and BLEU of the run's greedy responses to `entries` against their outputs; the
-    responses go to --save-generations, a JSON object a line."""
+    """BLEU, chrF and ROUGE (`text_metrics`) of the run's greedy responses to `entries` against
+    their outputs, and `rouge_l` (= rougeL, the figure this report printed first); the responses
+    go to --save-generations, a JSON object a line."""
     from gptlab.atomic import atomic_write
+    from gptlab.evaluation import text_metrics
     from gptlab.generation import GenerationConfig
-    from gptlab.tasks.instruction import generate_responses, response_scores
+    from gptlab.tasks.instruction import generate_responses
 
     # "slide", as sample's default: an instruction too long for the context is still answered.
     config = GenerationConfig(args.max_new_tokens, strategy="greedy", overflow="slide")
@@ -245,8 +340,13 @@ def _generation_scores(args, model, tokenizer, info, device, entries) -> dict:
                     "generation": response,
                 }
                 file.write(json.dumps(row) + "\n")
-    scores = response_scores(responses, references)
-    return {**scores, "generated": len(responses), "max_new_tokens": args.max_new_tokens}
+    scores = text_metrics(responses, references)
+    return {
+        **scores,
+        "rouge_l": scores["rougeL"],
+        "generated": len(responses),
+        "max_new_tokens": args.max_new_tokens,
+    }
 
 
 def classifier_report(

@@ -145,10 +145,11 @@ def add_field_flag(group, field: dataclasses.Field, cls, defaults: dict | None =
             help=f"(default {default})",
         )
         return
+    # An optional number (`int | None = None`) takes its type from the annotation.
     kind = (
         type(field.default)
         if field.default is not None
-        else (int if field.name in ("patience", "lr_decay_iters") else str)
+        else (int if str(field.type).startswith("int") else str)
     )
     choices = field.metadata.get("choices")
     group.add_argument(

@@ -14,6 +14,7 @@ examples:
   gptlab viz positions runs/shakespeare-cpu --out positions.png
   gptlab viz attention runs/shakespeare-cpu --prompt "ROMEO: But soft" --out attention.png
   gptlab viz attention gpt2 --prompt "The cat sat on the mat" --layer 5 --head 1 --out head.png
+  gptlab viz attention runs/reverse --prompt "31415926" --out alignment.png   # seq2seq: cross-attention
   gptlab viz curves runs/shakespeare-cpu --out curves.png
   gptlab viz confusion runs/spam --out confusion.png                       # the run's test split
   gptlab viz confusion report.json --out confusion.png                     # written by gptlab eval RUN --json
@@ -72,11 +73,16 @@ def add_parser(subparsers) -> None:
         "attention",
         "attention maps of a prompt, per layer and head",
         "Run a prompt through the model and draw each head's attention weights: row t shows how "
-        "much token t attends to each earlier token.",
+        "much token t attends to each earlier token. For an encoder-decoder (seq2seq) run, "
+        "translate the prompt and draw the cross-attention: row t shows how much the step that "
+        "writes output token t looks at each source token.",
     )
     attention.add_argument("--prompt", required=True, help="the text whose attention to draw")
     attention.add_argument("--layer", type=int, default=None, help="only this layer (from 0)")
     attention.add_argument("--head", type=int, default=None, help="only this head (from 0)")
+    attention.add_argument(
+        "--beam", type=int, default=1, help="seq2seq: translate with this beam width (default 1)"
+    )
 
     curves = pictures.add_parser(
         "curves",
@@ -144,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         path = viz.plot_curves(args.model, args.out)
     elif args.picture == "confusion":
         path = _confusion(args)
+    elif args.picture == "attention" and _is_seq2seq(args.model):
+        path = _cross_attention(args)
     else:
         from gptlab.errors import ConfigError
         from gptlab.pretrained import load_model
@@ -172,6 +180,33 @@ def run(args: argparse.Namespace) -> int:
             )
     print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _is_seq2seq(spec: str) -> bool:
+    from gptlab.tasks.seq2seq import is_seq2seq_run
+
+    return is_seq2seq_run(spec)
+
+
+def _cross_attention(args: argparse.Namespace):
+    """The cross-attention alignment of an encoder-decoder's translation of --prompt."""
+    from gptlab.errors import ConfigError
+    from gptlab.tasks.seq2seq import load_seq2seq_run
+    from gptlab.viz.cross_attention import plot_cross_attention
+
+    if args.beam < 1:
+        raise ConfigError(f"--beam must be at least 1, got {args.beam}")
+    model, src_tokenizer, tgt_tokenizer, _ = load_seq2seq_run(args.model, "cpu", args.checkpoint)
+    return plot_cross_attention(
+        model,
+        src_tokenizer,
+        tgt_tokenizer,
+        args.prompt,
+        args.out,
+        layer=args.layer,
+        head=args.head,
+        num_beams=args.beam,
+    )
 
 
 def _confusion(args: argparse.Namespace):

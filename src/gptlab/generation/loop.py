@@ -149,7 +149,7 @@ def generate(
                 if draft is None
                 else speculative_tokens(decoder, draft, ids, config, draft_tokens)
             )
-            rows = _collect(loop, ids.size(0), decoder.device, config, tokenizer)
+            rows = collect_tokens(loop, ids.size(0), decoder.device, config, tokenizer)
     rows = [cut_at_eos(row, config.stop_id) for row in rows]
     if config.stop:
         # Beam search only knows its winners at the end: cut them the same way after the fact.
@@ -157,7 +157,7 @@ def generate(
     return rows
 
 
-def _collect(
+def collect_tokens(
     loop: Iterator[Tensor], B: int, device, config: GenerationConfig, tokenizer
 ) -> list[list[int]]:
     """Run a decode loop over B rows until every row is done; the tokens of each row."""

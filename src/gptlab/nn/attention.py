@@ -136,16 +136,20 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         kv_cache: KVCache | None = None,
         input_pos: Tensor | None = None,
+        context_kv: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """x: (B, T, C); context: (B, S, C) for cross-attention; mask: bool, broadcastable to
         (B, nh, T, S); `is_causal` asks for the look-ahead mask without building it; with a
         `kv_cache`, the new keys and values are written at `input_pos` (T,) and the queries
-        attend over the cache's visible slots, so `mask` must then hide those not to be seen."""
+        attend over the cache's visible slots, so `mask` must then hide those not to be seen.
+        context_kv: the context's keys and values from `context_kv()`, in place of `context`:
+        a decoder computes them once per source rather than at every step."""
         B, T, C = x.shape
-        q, k, v = self._project(x, context)  # each (B, T or S, C)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, k.size(1), self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, S, hs)
-        v = v.view(B, v.size(1), self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, S, hs)
+        if context is None and context_kv is None:  # self-attention: one fused projection
+            q, k, v = (self._split_heads(t) for t in self.c_attn(x).split(self.n_embd, dim=2))
+        else:  # cross-attention: queries from x, keys and values from the context
+            q = self._split_heads(self._project_queries(x))  # (B, nh, T, hs)
+            k, v = context_kv if context_kv is not None else self.context_kv(context)
         if kv_cache is not None:
             k, v = kv_cache.update(input_pos, k, v)  # (B, nh, S visible, hs)
         y = F.scaled_dot_product_attention(
@@ -160,14 +164,18 @@ class MultiHeadAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-    def _project(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        if context is None:
-            return self.c_attn(x).split(self.n_embd, dim=2)
-        w_q, w_kv = self.c_attn.weight.split([self.n_embd, 2 * self.n_embd])
-        b_q, b_kv = (
-            (None, None)
-            if self.c_attn.bias is None
-            else self.c_attn.bias.split([self.n_embd, 2 * self.n_embd])
-        )
-        k, v = F.linear(context, w_kv, b_kv).split(self.n_embd, dim=2)
-        return F.linear(x, w_q, b_q), k, v
+    def context_kv(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """The keys and values of a cross-attention context (B, S, C), each (B, nh, S, hs)."""
+        w_kv = self.c_attn.weight[self.n_embd :]
+        b_kv = None if self.c_attn.bias is None else self.c_attn.bias[self.n_embd :]
+        k, v = F.linear(context, w_kv, b_kv).split(self.n_embd, dim=2)  # (B, S, C) each
+        return self._split_heads(k), self._split_heads(v)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        B, T, C = x.shape
+        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+
+    def _project_queries(self, x: Tensor) -> Tensor:
+        w_q = self.c_attn.weight[: self.n_embd]
+        b_q = None if self.c_attn.bias is None else self.c_attn.bias[: self.n_embd]
+        return F.linear(x, w_q, b_q)  # (B, T, C)

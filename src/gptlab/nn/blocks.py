@@ -46,10 +46,12 @@ class EncoderBlock(nn.Module):
         dropout: float = 0.0,
         pre_norm: bool = True,
         bias: bool = True,
+        ff_hidden: int | None = None,
     ):
+        """ff_hidden: the feed-forward's inner width (default 4 * n_embd)."""
         super().__init__()
         self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=0.0, bias=bias)
-        self.mlp = FeedForward(n_embd, dropout=0.0, bias=bias)
+        self.mlp = FeedForward(n_embd, dropout=0.0, bias=bias, hidden=ff_hidden)
         self.attn_norm = AddNorm(n_embd, dropout, pre_norm, bias)
         self.mlp_norm = AddNorm(n_embd, dropout, pre_norm, bias)
 
@@ -69,11 +71,13 @@ class DecoderBlock(nn.Module):
         dropout: float = 0.0,
         pre_norm: bool = True,
         bias: bool = True,
+        ff_hidden: int | None = None,
     ):
+        """ff_hidden: the feed-forward's inner width (default 4 * n_embd)."""
         super().__init__()
         self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=0.0, bias=bias)
         self.cross_attn = MultiHeadAttention(n_embd, n_head, dropout=0.0, bias=bias)
-        self.mlp = FeedForward(n_embd, dropout=0.0, bias=bias)
+        self.mlp = FeedForward(n_embd, dropout=0.0, bias=bias, hidden=ff_hidden)
         self.self_attn_norm = AddNorm(n_embd, dropout, pre_norm, bias)
         self.cross_attn_norm = AddNorm(n_embd, dropout, pre_norm, bias)
         self.mlp_norm = AddNorm(n_embd, dropout, pre_norm, bias)
@@ -81,20 +85,42 @@ class DecoderBlock(nn.Module):
     def forward(
         self,
         x: Tensor,
-        memory: Tensor,
+        memory: Tensor | None,
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+        input_pos: Tensor | None = None,
+        memory_kv: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """x: (B, T, C) target so far; memory: (B, S, C) encoder output.
 
         self_mask: (B, 1, T, T) look-ahead and target padding; None means look-ahead only.
         memory_mask: (B, 1, 1, S) source padding.
+        For decoding: `kv_cache` and `input_pos` (T,) keep the self-attention's past keys and
+        values (self_mask must then hide the cache slots not written yet), and `memory_kv`, the
+        cross-attention's keys and values from `memory_kv()`, stands in for `memory`.
         """
         x = self.self_attn_norm(
-            x, lambda h: self.self_attn(h, mask=self_mask, is_causal=self_mask is None)
+            x,
+            lambda h: self.self_attn(
+                h,
+                mask=self_mask,
+                is_causal=self_mask is None,
+                kv_cache=kv_cache,
+                input_pos=input_pos,
+            ),
         )
-        x = self.cross_attn_norm(x, lambda h: self.cross_attn(h, context=memory, mask=memory_mask))
+        x = self.cross_attn_norm(
+            x,
+            lambda h: self.cross_attn(h, context=memory, mask=memory_mask, context_kv=memory_kv),
+        )
         return self.mlp_norm(x, self.mlp)
+
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """The cross-attention's keys and values of the encoder output (B, S, C): they do not
+        change while the target grows, so a decoder computes them once per source."""
+        return self.cross_attn.context_kv(memory)
 
 
 class GPTBlock(nn.Module):

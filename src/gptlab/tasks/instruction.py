@@ -37,6 +37,7 @@ from gptlab.data.instructions import (
     split_instructions,
 )
 from gptlab.errors import ConfigError, DataError
+from gptlab.evaluation.overlap import bleu, rouge
 from gptlab.models.gpt import IGNORE_INDEX
 from gptlab.runs import run_task
 
@@ -175,32 +176,12 @@ def generate_responses(
     return responses
 
 
-def metric_libraries():
-    """rouge_score's `rouge_scorer` and `sacrebleu`, or one error that says how to install them."""
-    try:
-        import sacrebleu
-        from rouge_score import rouge_scorer
-    except ImportError:
-        raise ConfigError(
-            "scoring responses needs rouge-score and sacrebleu: install them with "
-            "`uv sync --extra metrics` (or `pip install 'gptlab[metrics]'`)"
-        ) from None
-    return rouge_scorer, sacrebleu
-
-
 def response_scores(generations: list[str], references: list[str]) -> dict:
     """ROUGE-L (the mean F-measure of the longest common subsequence of words, stemmed; Lin 2004)
     and corpus BLEU (sacrebleu's defaults; Papineni et al. 2002) of `generations` against
-    `references`, both on a 0-100 scale."""
-    if len(generations) != len(references):
-        raise ValueError(f"{len(generations)} generations for {len(references)} references")
-    rouge_scorer, sacrebleu = metric_libraries()
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    rouge_l = sum(
-        scorer.score(reference, generation)["rougeL"].fmeasure
-        for generation, reference in zip(generations, references)
-    )
+    `references`, both on a 0-100 scale: the two figures the instruction-tuning reference reports.
+    `gptlab.evaluation.text_metrics` gives every figure."""
     return {
-        "rouge_l": 100 * rouge_l / max(1, len(references)),
-        "bleu": sacrebleu.corpus_bleu(generations, [references]).score,
+        "rouge_l": rouge(generations, references, types=("rougeL",))["rougeL"],
+        "bleu": bleu(generations, references)["bleu"],
     }

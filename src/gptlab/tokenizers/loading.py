@@ -9,10 +9,12 @@ from gptlab.tokenizers.base import Tokenizer, read_config
 from gptlab.tokenizers.bpe import ByteLevelBPE
 from gptlab.tokenizers.char import CharTokenizer
 from gptlab.tokenizers.gpt2 import GPT2_NAMES, GPT2Tokenizer
+from gptlab.tokenizers.symbols import SymbolTokenizer
+from gptlab.tokenizers.trained import TrainedBPE
 
 TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {
     tokenizer_class.kind: tokenizer_class
-    for tokenizer_class in (CharTokenizer, GPT2Tokenizer, ByteLevelBPE)
+    for tokenizer_class in (CharTokenizer, GPT2Tokenizer, ByteLevelBPE, SymbolTokenizer, TrainedBPE)
 }
 
 

@@ -52,6 +52,8 @@ class ProgressBar(Callback):
             measures.append(f"accuracy {metrics['accuracy']:.2%}")
         if "macro_f1" in metrics:
             measures.append(f"macro-F1 {metrics['macro_f1']:.4f}")
+        if "exact_match" in metrics:
+            measures.append(f"exact match {metrics['exact_match']:.2%}")
         self.bar.write(f"step {metrics['step']:>6}: {', '.join(measures)}{best}")
 
     def on_train_end(self, trainer: Trainer) -> None:
@@ -72,6 +74,7 @@ class MetricsLog(Callback):
         "perplexity",
         "accuracy",
         "macro_f1",
+        "exact_match",
         "lr",
         "grad_norm",
         "tokens_per_sec",
@@ -126,7 +129,7 @@ class TensorBoard(Callback):
         self.writer.add_scalar("train/tokens_per_sec", metrics["tokens_per_sec"], step)
 
     def on_eval_end(self, trainer: Trainer, metrics: dict, improved: bool) -> None:
-        for key in ("loss", "perplexity", "accuracy", "macro_f1"):
+        for key in ("loss", "perplexity", "accuracy", "macro_f1", "exact_match"):
             if key in metrics:
                 self.writer.add_scalar(f"val/{key}", metrics[key], metrics["step"])
         self.writer.flush()

@@ -46,6 +46,15 @@ def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def shared_names(state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """For each name, the other names of the same tensor (tied weights), often none."""
+    groups: dict[tuple, list[str]] = {}
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        groups.setdefault(key, []).append(name)
+    return {name: [o for o in group if o != name] for group in groups.values() for name in group}
+
+
 def saved_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """What a checkpoint of `model` holds: every tensor once, or, for a model with an adapter,
     the adapter and the new head only (the base is referenced by the run's config, not copied)."""
@@ -85,13 +94,10 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
     from gptlab.adapters import adapter_state, is_adapted
 
     expected = adapter_state(model) if is_adapted(model) else model.state_dict()
+    aliases = shared_names(expected)
     for name, tensor in expected.items():
-        if (
-            name not in state
-            and name.endswith("lm_head.weight")
-            and name.replace("lm_head", "wte") in state
-        ):
-            continue  # tied to wte: loading wte fills both
+        if name not in state and any(other in state for other in aliases[name]):
+            continue  # tied to a tensor the checkpoint holds (lm_head to wte): loading it fills both
         if name not in state:
             raise CheckpointError(
                 f"{source} has no tensor {name!r}: it is not a checkpoint of this model"

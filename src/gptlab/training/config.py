@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gptlab.errors import ConfigError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+SCHEDULES = ("cosine", "noam")
 
 
 @dataclass
@@ -21,6 +22,9 @@ class TrainConfig:
     min_lr: float = 1e-4
     warmup_iters: int = 100
     lr_decay_iters: int | None = None  # None: decay until max_iters
+    # cosine: warmup, cosine decay to min_lr; noam: warmup, then lr * sqrt(warmup / step)
+    # (Vaswani et al. 2017, 5.3), with `lr` the peak it reaches at the end of the warmup.
+    schedule: str = dataclasses.field(default="cosine", metadata={"choices": SCHEDULES})
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
@@ -62,6 +66,10 @@ class TrainConfig:
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(
                 f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
         if self.dtype == "float16":
             raise ConfigError(

@@ -42,3 +42,11 @@ def cosine_schedule(step: int, lr: float, min_lr: float, warmup: int, decay_step
         return min_lr
     progress = (step - warmup) / max(1, decay_steps - warmup)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def noam_schedule(step: int, lr: float, warmup: int) -> float:
+    """Linear warmup to `lr` over `warmup` steps, then decay as 1/sqrt(step) (Vaswani et al.
+    2017, 5.3: d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), which peaks at
+    (d_model * warmup)^-0.5; here the peak is given as `lr` directly)."""
+    step, warmup = step + 1, max(1, warmup)  # the paper counts steps from 1
+    return lr * min(step / warmup, (warmup / step) ** 0.5)

@@ -2,7 +2,7 @@
 
 It needs a model, a function that gives training batches, optionally a function that gives
 evaluation batches (or an `evaluator` that measures the model its own way), and a loss
-function; it runs AdamW with warmup and cosine decay, gradient
+function; it runs AdamW with warmup and cosine (or inverse square root) decay, gradient
 accumulation and clipping, bf16 autocast and DDP, and reports to callbacks, which add the
 progress bar, TensorBoard, the metrics file, checkpoints and early stopping.
 
@@ -26,12 +26,12 @@ from gptlab.errors import ConfigError
 from gptlab.training.checkpoint import saved_state
 from gptlab.training.config import TrainConfig
 from gptlab.training.distributed import ProcessGroup, mean_across
-from gptlab.training.optim import cosine_schedule, make_adamw
+from gptlab.training.optim import cosine_schedule, make_adamw, noam_schedule
 from gptlab.training.recompute import checkpoint_blocks
 
 Batch = tuple[torch.Tensor, ...]
 # Evaluation metrics where more is better; any other monitored metric (a loss) is minimised.
-HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1"})
+HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "exact_match"})
 
 
 def default_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -157,6 +157,8 @@ class Trainer:
 
     def learning_rate(self, step: int) -> float:
         cfg = self.config
+        if cfg.schedule == "noam":
+            return noam_schedule(step, cfg.lr, cfg.warmup_iters)
         decay = cfg.max_iters if cfg.lr_decay_iters is None else cfg.lr_decay_iters
         return cosine_schedule(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay)
 

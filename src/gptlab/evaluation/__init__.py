@@ -1,5 +1,6 @@
-"""Evaluating models: a language model's loss and perplexity over a whole token sequence, and a
-classifier's accuracy, F1 and confusion matrix."""
+"""Evaluating models: a language model's loss and perplexity over a whole token sequence, a
+classifier's accuracy, F1 and confusion matrix, and (in `overlap`) generated text scored against
+references with BLEU, chrF and ROUGE."""
 
 from __future__ import annotations
 
@@ -11,6 +12,28 @@ import torch
 from torch import nn
 
 from gptlab.errors import DataError
+from gptlab.evaluation.overlap import (
+    bleu,
+    chrf,
+    format_text_metrics,
+    lowercase_tokenized_bleu,
+    metric_libraries,
+    rouge,
+    text_metrics,
+)
+
+__all__ = [
+    "bleu",
+    "chrf",
+    "classification_metrics",
+    "classify_batches",
+    "format_text_metrics",
+    "lowercase_tokenized_bleu",
+    "metric_libraries",
+    "perplexity",
+    "rouge",
+    "text_metrics",
+]
 
 
 @torch.no_grad()

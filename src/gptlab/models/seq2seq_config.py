@@ -1,0 +1,83 @@
+"""`Seq2SeqConfig`: the shape of an encoder-decoder. Kept free of torch, so that
+`gptlab seq2seq train --help` answers at once."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gptlab.errors import ConfigError
+
+POSITIONS = ("sinusoidal", "learned")
+
+
+@dataclass
+class Seq2SeqConfig:
+    """The shape of an encoder-decoder; the defaults are a small model for the CPU.
+
+    pad_id, bos_id and eos_id are target-side (and, with shared embeddings, source-side) ids:
+    padding is masked out of attention and the loss, BOS starts every target, EOS ends it.
+    pre_norm: LayerNorm before each sublayer (GPT-2; trains without a long warmup) or after it
+    (the original Transformer). Pre-LN stacks end with a final norm (ln_enc, ln_dec).
+    """
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    pad_id: int
+    bos_id: int
+    eos_id: int
+    n_encoder_layer: int = 2
+    n_decoder_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    ff_hidden: int | None = None  # the feed-forward's inner width (None: 4 * n_embd)
+    dropout: float = 0.1
+    pre_norm: bool = True
+    positions: str = dataclasses.field(default="sinusoidal", metadata={"choices": POSITIONS})
+    shared_embeddings: bool = False  # one table for source and target (a joint vocabulary)
+    tie_output: bool = True  # the output projection reads logits off the target embeddings
+    max_length: int = 128  # positions of the source, and of the target (BOS included)
+    bias: bool = True
+
+    def __post_init__(self):
+        for name in ("src_vocab_size", "tgt_vocab_size", "n_head", "n_embd", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_encoder_layer < 1 or self.n_decoder_layer < 1:
+            raise ConfigError("an encoder-decoder needs at least one encoder and decoder layer")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"positions must be one of {', '.join(POSITIONS)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.shared_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ConfigError("shared embeddings need one vocabulary: src and tgt sizes differ")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            if not 0 <= getattr(self, name) < self.tgt_vocab_size:
+                raise ConfigError(f"{name} must be a target token id, got {getattr(self, name)}")
+
+    @property
+    def vocab_size(self) -> int:
+        """The vocabulary the logits range over (the target's): what decoding draws from."""
+        return self.tgt_vocab_size
+
+    @property
+    def context_length(self) -> int:
+        """The longest target the decoder can read, BOS included (the name decoding uses)."""
+        return self.max_length
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Seq2SeqConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown encoder-decoder setting(s): {', '.join(unknown)}")
+        return cls(**values)
