@@ -9,7 +9,7 @@ The names, with the shape each holds for a batch idx (B, T):
 | name | shape | what it is |
 | --- | --- | --- |
 | `embed` | (B, T, C) | token embeddings, `wte(idx)` |
-| `pos_embed` | (B, T, C) | position embeddings, `wpe(positions)` |
+| `pos_embed` | (T, C) | position embeddings, `wpe(positions)`: (B, T, C) when `positions` is (B, T) |
 | `blocks.{i}.resid_pre` | (B, T, C) | the residual stream entering block i (block 0: embed + pos_embed) |
 | `blocks.{i}.attn.q`, `.k`, `.v` | (B, T, nh, hs) | each head's queries, keys and values |
 | `blocks.{i}.attn.pattern` | (B, nh, T, T) | each head's attention weights, query down, key across (read only) |
@@ -354,6 +354,25 @@ def remove_direction(direction: Tensor) -> Edit:
     return edit
 
 
+def prompt_ids(model: nn.Module, tokenizer, prompt: str, what: str = "--prompt") -> Tensor:
+    """The token ids (1, T) of a prompt, on the model's device; a ConfigError when it is empty,
+    a ContextLengthError when it is longer than the model's context."""
+    from gptlab.errors import ContextLengthError
+
+    if not prompt:
+        raise ConfigError(f"{what} is empty: give the text to look at")
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ConfigError(f"{what} {prompt!r} encodes to no tokens")
+    context = model.config.context_length
+    if len(ids) > context:
+        raise ContextLengthError(
+            f"{what} is {len(ids)} tokens, longer than the model's context of {context}: shorten it"
+        )
+    device = next(model.parameters()).device
+    return torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+
+
 def check_layer_head(model: nn.Module, layer: int | None, head: int | None = None) -> None:
     """A ConfigError for a layer or head the model does not have."""
     n_layer, n_head = len(model.h), model.h[0].attn.n_head
@@ -361,4 +380,3 @@ def check_layer_head(model: nn.Module, layer: int | None, head: int | None = Non
         raise ConfigError(f"--layer must be in 0..{n_layer - 1}, got {layer}")
     if head is not None and not 0 <= head < n_head:
         raise ConfigError(f"--head must be in 0..{n_head - 1}, got {head}")
-
