@@ -26,6 +26,7 @@ COMMANDS = [
     "merge",
     "quantize",
     "viz",
+    "inspect",
     "demo",
 ]
 
