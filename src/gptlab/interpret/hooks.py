@@ -377,6 +377,6 @@ def check_layer_head(model: nn.Module, layer: int | None, head: int | None = Non
     """A ConfigError for a layer or head the model does not have."""
     n_layer, n_head = len(model.h), model.h[0].attn.n_head
     if layer is not None and not 0 <= layer < n_layer:
-        raise ConfigError(f"--layer must be in 0..{n_layer - 1}, got {layer}")
+        raise ConfigError(f"the layer must be in 0..{n_layer - 1}, got {layer}")
     if head is not None and not 0 <= head < n_head:
-        raise ConfigError(f"--head must be in 0..{n_head - 1}, got {head}")
+        raise ConfigError(f"the head must be in 0..{n_head - 1}, got {head}")
