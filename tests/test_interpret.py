@@ -363,3 +363,9 @@ def test_hooked_caches_every_forward_inside_the_block():
     with hooked(model, "blocks.0.resid_post") as cache:
         model(ids())
     assert cache["blocks.0.resid_post"].shape == (2, 12, 32)
+
+
+def test_a_copy_of_random_tokens_has_no_repeats_when_the_vocabulary_allows():
+    idx = repeated_random_tokens(torch.tensor([3, 5, 7, 9, 11, 13]), 6, 4, seed=2)
+    assert all(len(set(row[:6].tolist())) == 6 for row in idx)
+    assert set(idx.flatten().tolist()) <= {3, 5, 7, 9, 11, 13}

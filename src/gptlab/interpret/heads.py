@@ -51,11 +51,24 @@ class HeadScores:
 
 
 def repeated_random_tokens(
-    vocab_size: int, length: int, batch: int, seed: int = 0, device="cpu"
+    vocab: int | Tensor, length: int, batch: int, seed: int = 0, device="cpu"
 ) -> Tensor:
-    """(batch, 2 * length) ids: `length` uniformly random tokens, then the same again."""
+    """(batch, 2 * length) ids: `length` random tokens, then the same again.
+
+    vocab: the vocabulary size, or the ids to draw from (say, the tokens common in the training
+    text: a token the model has barely seen has an embedding near its random start). Where the
+    vocabulary is large enough, the tokens of a copy are all different: a token seen twice
+    before would give an induction head two right places to look, and halve its score.
+    """
     generator = torch.Generator().manual_seed(seed)
-    half = torch.randint(vocab_size, (batch, length), generator=generator)
+    choices = torch.arange(vocab) if isinstance(vocab, int) else torch.as_tensor(vocab).cpu()
+    if length <= len(choices):
+        picks = torch.stack(
+            [torch.randperm(len(choices), generator=generator)[:length] for _ in range(batch)]
+        )
+    else:
+        picks = torch.randint(len(choices), (batch, length), generator=generator)
+    half = choices[picks]  # (batch, length)
     return torch.cat([half, half], dim=1).to(device)
 
 
@@ -73,14 +86,22 @@ def scores_from_patterns(patterns: Tensor, length: int) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def head_scores(model: nn.Module, length: int = 50, batch: int = 8, seed: int = 0) -> HeadScores:
-    """Every head's previous-token, first-token and induction scores on repeated random tokens.
+def head_scores(
+    model: nn.Module,
+    length: int = 50,
+    batch: int = 8,
+    seed: int = 0,
+    vocab: Tensor | None = None,
+) -> HeadScores:
+    """Every head's previous-token, first-token and induction scores on repeated random tokens
+    (drawn from `vocab`, the ids allowed, or the whole vocabulary).
 
     `length` is cut to half the model's context, so that both copies fit.
     """
     length = max(2, min(length, model.config.context_length // 2))
     device = next(model.parameters()).device
-    idx = repeated_random_tokens(model.config.vocab_size, length, batch, seed, device)
+    vocab = model.config.vocab_size if vocab is None else vocab
+    idx = repeated_random_tokens(vocab, length, batch, seed, device)
     _, cache = run_with_cache(model, idx, "blocks.*.attn.pattern")
     per_layer = [
         scores_from_patterns(cache[f"blocks.{i}.attn.pattern"], length) for i in range(len(model.h))
@@ -93,18 +114,28 @@ class HeadScoreRecorder(Callback):
     """A trainer callback: every head's scores every `every` steps (and before the first),
     measured on the same random sequences each time, kept in `history`."""
 
-    def __init__(self, every: int = 50, length: int = 50, batch: int = 8, seed: int = 0):
+    def __init__(
+        self,
+        every: int = 50,
+        length: int = 50,
+        batch: int = 8,
+        seed: int = 0,
+        vocab: Tensor | None = None,
+    ):
         self.every = every
         self.length = length
         self.batch = batch
         self.seed = seed
+        self.vocab = vocab
         self.history: list[tuple[int, HeadScores]] = []
 
     def record(self, trainer) -> None:
         model = trainer.raw_model
         was_training = model.training
         model.eval()
-        self.history.append((trainer.step, head_scores(model, self.length, self.batch, self.seed)))
+        self.history.append(
+            (trainer.step, head_scores(model, self.length, self.batch, self.seed, self.vocab))
+        )
         model.train(was_training)
 
     def on_train_begin(self, trainer) -> None:

@@ -65,6 +65,7 @@ BLOCK_NAMES = (
     "resid_post",
 )
 READ_ONLY = ("attn.pattern", "attn.result", "resid_mid")
+CAUSAL = "causal"  # the mask of a block run with is_causal: the look-ahead mask at its size
 
 
 def activation_names(n_layer: int) -> list[str]:
@@ -91,28 +92,42 @@ def select_names(n_layer: int, names: Iterable[str] | str | None) -> list[str]:
 
 
 class ActivationCache:
-    """The activations of one run, by name; `attn.result` is computed from `attn.z` when read."""
+    """The activations of one run, by name.
+
+    Two are made when read, from what the run stored: `attn.result` from `attn.z`, and
+    `attn.pattern` from `attn.q`, `attn.k` and the block's mask. Both are many times the size of
+    the stream (a 124M GPT's patterns for 8 x 1024 tokens are 2.4 GB in bfloat16), and most
+    analyses read a few layers of them once, so storing them would cost every run for the sake
+    of few. Each read computes them again.
+    """
 
     def __init__(self, model: nn.Module):
         self.model = model
         self.store: dict[str, Tensor] = {}
+        self.masks: dict[int, Tensor | str | None] = {}  # per layer whose pattern was asked for
 
     def __getitem__(self, name: str) -> Tensor:
-        if name.endswith(".attn.result") and name not in self.store:
-            layer = int(name.split(".")[1])
-            return head_results(self.model, self.store[f"blocks.{layer}.attn.z"], layer)
-        try:
+        if name in self.store:
             return self.store[name]
-        except KeyError:
-            raise KeyError(f"{name!r} was not cached (cached: {len(self.store)} names)") from None
+        if name in self:
+            layer = int(name.split(".")[1])
+            if name.endswith(".attn.result"):
+                return head_results(self.model, self.store[f"blocks.{layer}.attn.z"], layer)
+            q, k = self.store[f"blocks.{layer}.attn.q"], self.store[f"blocks.{layer}.attn.k"]
+            return head_patterns(q, k, self.masks[layer])
+        raise KeyError(f"{name!r} was not cached (cached: {', '.join(self.keys()[:6])}, ...)")
 
     def __contains__(self, name: str) -> bool:
         if name.endswith(".attn.result"):
             return name.replace(".result", ".z") in self.store
+        if name.endswith(".attn.pattern"):
+            return int(name.split(".")[1]) in self.masks
         return name in self.store
 
     def keys(self) -> list[str]:
-        return list(self.store)
+        made = [f"blocks.{i}.attn.pattern" for i in self.masks]
+        made += [n.replace(".z", ".result") for n in self.store if n.endswith(".attn.z")]
+        return list(self.store) + made
 
     def residual_stream(self) -> tuple[list[str], Tensor]:
         """The stream before block 0 and after each block: labels and (n_layer + 1, B, T, C)."""
@@ -120,6 +135,15 @@ class ActivationCache:
         names = ["blocks.0.resid_pre"] + [f"blocks.{i}.resid_post" for i in range(n_layer)]
         labels = ["embed"] + [f"block {i}" for i in range(n_layer)]
         return labels, torch.stack([self[n] for n in names])
+
+
+def head_patterns(q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
+    """Each head's attention weights (B, nh, T, S) from its queries (B, T, nh, hs) and keys
+    (B, S, nh, hs), under `mask` (None: every key allowed), in the queries' dtype."""
+    if isinstance(mask, str):  # CAUSAL
+        mask = causal_mask(q.size(1), k.size(1), device=q.device)  # (T, S)
+    # the softmax runs in float32 under autocast; the pattern keeps the model's dtype
+    return attention_pattern(q.transpose(1, 2), k.transpose(1, 2), mask).to(q.dtype)
 
 
 def head_results(model: nn.Module, z: Tensor, layer: int) -> Tensor:
@@ -145,7 +169,6 @@ class _Hooks:
         self.cache = cache
         self.names = names
         self.edits = edits
-        self.masks: dict[int, tuple[Tensor | None, bool]] = {}
         self.handles = []
 
     def wants(self, *names: str) -> bool:
@@ -180,13 +203,14 @@ class _Hooks:
         p = f"blocks.{i}."
         if self.wants(p + "resid_pre"):
             self._input(block, lambda x: self.visit(p + "resid_pre", x))
-        if self.wants(p + "attn.pattern"):
+        if p + "attn.pattern" in self.names:
+            self.names |= {p + "attn.q", p + "attn.k"}  # the pattern is made from them when read
             self.handles.append(
                 block.attn.register_forward_pre_hook(
                     lambda module, args, kwargs: self._remember_mask(i, kwargs), with_kwargs=True
                 )
             )
-        if self.wants(p + "attn.q", p + "attn.k", p + "attn.v", p + "attn.pattern"):
+        if self.wants(p + "attn.q", p + "attn.k", p + "attn.v"):
             self._output(block.attn.c_attn, lambda out: self._queries_keys_values(i, block, out))
         if self.wants(p + "attn.z", p + "attn.result"):
             if p + "attn.result" in self.names:
@@ -213,9 +237,13 @@ class _Hooks:
         self.handles.append(module.register_forward_hook(lambda m, args, out: change(out)))
 
     def _remember_mask(self, layer: int, kwargs: dict) -> None:
+        """The mask the block's attention runs under, kept for its pattern."""
         if kwargs.get("kv_cache") is not None:
             raise ConfigError("activations are read on whole sequences, without a KV cache")
-        self.masks[layer] = (kwargs.get("mask"), bool(kwargs.get("is_causal", False)))
+        mask = kwargs.get("mask")
+        if mask is None and kwargs.get("is_causal", False):
+            mask = CAUSAL  # made when the pattern is, at its size
+        self.cache.masks[layer] = mask
 
     def _queries_keys_values(self, layer: int, block: nn.Module, out: Tensor) -> Tensor:
         """c_attn's output (B, T, 3C) as q, k, v per head; the pattern from q and k."""
@@ -225,19 +253,9 @@ class _Hooks:
         hs = attn.n_embd // attn.n_head
         parts = [x.view(B, T, attn.n_head, hs) for x in out.split(attn.n_embd, dim=2)]
         q, k, v = (self.visit(p + n, x) for n, x in zip("qkv", parts, strict=True))
-        if p + "pattern" in self.names:
-            self.visit(p + "pattern", self._pattern(layer, q, k))
         if any(p + n in self.edits for n in "qkv"):
             return torch.cat([q, k, v], dim=2).view(B, T, 3 * attn.n_embd)
         return out
-
-    def _pattern(self, layer: int, q: Tensor, k: Tensor) -> Tensor:
-        mask, is_causal = self.masks.get(layer, (None, True))
-        T, S = q.size(1), k.size(1)
-        if mask is None and is_causal:
-            mask = causal_mask(T, S, device=q.device)  # (T, S)
-        # (B, nh, T, hs) views; the softmax runs in float32 under autocast, stored as q's dtype
-        return attention_pattern(q.transpose(1, 2), k.transpose(1, 2), mask).to(q.dtype)
 
     def _heads(self, name: str, attn: nn.Module, x: Tensor) -> Tensor:
         B, T, C = x.shape

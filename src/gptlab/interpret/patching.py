@@ -80,7 +80,6 @@ def answer_metric(answer: int, wrong: int | None) -> Callable[[Tensor], Tensor]:
     return metric
 
 
-@torch.no_grad()
 def activation_patching(
     model: nn.Module,
     tokenizer,
@@ -94,13 +93,35 @@ def activation_patching(
     clean prompt's run into the corrupted one's; see `Patching` for what comes back."""
     clean_ids = prompt_ids(model, tokenizer, clean, "the clean prompt")  # (1, T)
     corrupt_ids = prompt_ids(model, tokenizer, corrupted, "--corrupt")  # (1, T)
-    T = clean_ids.size(1)
-    if corrupt_ids.size(1) != T:
+    if corrupt_ids.size(1) != clean_ids.size(1):
         raise ConfigError(
-            f"the clean prompt is {T} tokens and the corrupted one {corrupt_ids.size(1)}: "
-            "patching pairs positions, so they must be the same length"
+            f"the clean prompt is {clean_ids.size(1)} tokens and the corrupted one "
+            f"{corrupt_ids.size(1)}: patching pairs positions, so they must be the same length"
         )
-    metric = answer_metric(answer, wrong)
+    clean_metric, corrupt_metric, positions, heads = patch_runs(
+        model, clean_ids, corrupt_ids, answer_metric(answer, wrong), progress
+    )
+    return Patching(
+        tokens=[tokenizer.decode([i]) for i in corrupt_ids[0].tolist()],
+        metric=_metric_name(tokenizer, answer, wrong),
+        clean=clean_metric,
+        corrupted=corrupt_metric,
+        positions=positions,
+        heads=heads,
+    )
+
+
+@torch.no_grad()
+def patch_runs(
+    model: nn.Module,
+    clean_ids: Tensor,
+    corrupt_ids: Tensor,
+    metric: Callable[[Tensor], Tensor],
+    progress: bool = False,
+) -> tuple[float, float, Tensor, Tensor]:
+    """The work of `activation_patching` on ids (1, T) each: (clean metric, corrupted metric,
+    (n_layer, T) by layer and position, (n_layer, nh) by head)."""
+    T = clean_ids.size(1)
     clean_logits, cache = run_with_cache(
         model, clean_ids, ["blocks.*.resid_pre", "blocks.*.attn.z"]
     )
@@ -124,14 +145,11 @@ def activation_patching(
         heads.append(
             metric(run_with_edits(model, rows, {f"blocks.{layer}.attn.z": _per_head(z[0])}))
         )
-    decode = tokenizer.decode
-    return Patching(
-        tokens=[decode([i]) for i in corrupt_ids[0].tolist()],
-        metric=_metric_name(tokenizer, answer, wrong),
-        clean=float(metric(clean_logits)[0]),
-        corrupted=float(metric(corrupt_logits)[0]),
-        positions=torch.stack(positions).cpu(),
-        heads=torch.stack(heads).cpu(),
+    return (
+        float(metric(clean_logits)[0]),
+        float(metric(corrupt_logits)[0]),
+        torch.stack(positions).float().cpu(),
+        torch.stack(heads).float().cpu(),
     )
 
 

@@ -1,0 +1,203 @@
+"""What looking inside costs, and that it reads the right numbers, at GPT-2 124M's shape.
+
+speed: a plain forward pass (logits at every position) against the same pass caching every
+activation (`run_with_cache`; attention patterns and per-head results are made from the cached
+queries, keys and head outputs when read, so a row also reads every one of them), at 8 x 1024;
+beside them, the peer: transformers' GPT2LMHeadModel, plain (SDPA) and returning every hidden
+state and attention (eager attention, which it needs for that). Then activation patching of every
+(layer, position) and every head of a 20-token prompt. Targets (issue 16), on the GPU: caching at
+most 1.3x the plain pass, patching at most 10 s.
+
+fidelity: the cached residual stream and attention patterns against transformers' hidden states
+and attentions, same random weights, float32, at the 124M shape (the tests do it at tiny shapes).
+
+    PYTHONPATH=src python3 benchmarks/interpret.py --only speed          # GPU: bf16 and fp32 rows
+    PYTHONPATH=src python3 benchmarks/interpret.py                        # GPU: speed, fidelity
+    uv run python benchmarks/interpret.py --quick                         # CPU: small shape, seconds
+
+Times are medians of --reps runs after --warmup, timed with a device synchronisation around each.
+Random weights: speed and agreement do not depend on training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from gptlab.config import GPTConfig
+from gptlab.device import resolve_device
+from gptlab.interpret import run_with_cache
+from gptlab.interpret.patching import answer_metric, patch_runs
+from gptlab.models.gpt import GPT
+from gptlab.pretrained import state_dict_to_hf, transformers_model_like
+
+SHAPES = {
+    "gpt2": dict(preset="gpt2", batch=8, tokens=1024, prompt=20),
+    "quick": dict(preset="gpt2", batch=2, tokens=128, prompt=20, n_layer=4, n_embd=256, n_head=4),
+}
+
+
+def timed(fn, device, reps: int, warmup: int) -> float:
+    """Median seconds of `fn()`, synchronised on CUDA."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def build(shape: dict, device, dtype) -> GPT:
+    overrides = {k: shape[k] for k in ("n_layer", "n_embd", "n_head") if k in shape}
+    torch.manual_seed(0)
+    config = GPTConfig.from_preset(shape["preset"], dropout=0.0, **overrides)
+    return GPT(config).to(device=device, dtype=dtype).eval()
+
+
+def peer_of(model: GPT, attention: str):
+    """transformers' GPT2LMHeadModel with `model`'s weights, with the given attention kernels."""
+    peer = transformers_model_like(model.config)
+    peer.config._attn_implementation = attention
+    state = {k: v.float().cpu() for k, v in state_dict_to_hf(model.state_dict()).items()}
+    peer.load_state_dict(state, strict=False)
+    weight = next(model.parameters())
+    return peer.to(device=weight.device, dtype=weight.dtype).eval()
+
+
+@torch.no_grad()
+def speed(shape: dict, device, dtype, reps: int, warmup: int) -> list[tuple[str, float]]:
+    model = build(shape, device, dtype)
+    idx = torch.randint(model.config.vocab_size, (shape["batch"], shape["tokens"]), device=device)
+    rows = []
+    plain = timed(lambda: model(idx, all_logits=True), device, reps, warmup)
+    rows.append(("gptlab forward", plain))
+    cached = timed(lambda: run_with_cache(model, idx), device, reps, warmup)
+    rows.append(("gptlab forward, every activation cached", cached))
+
+    def read_everything():
+        _, cache = run_with_cache(model, idx)
+        for layer in range(len(model.h)):  # each made, then dropped, as an analysis would
+            cache[f"blocks.{layer}.attn.pattern"]
+            cache[f"blocks.{layer}.attn.result"]
+
+    rows.append(
+        (
+            "gptlab forward, every activation cached, every pattern and result read",
+            timed(read_everything, device, reps, warmup),
+        )
+    )
+    try:
+        for attention, outputs in (("sdpa", False), ("eager", True)):
+            peer = peer_of(model, attention)
+            label = "transformers forward" + (
+                ", hidden states and attentions (eager)" if outputs else " (sdpa)"
+            )
+            rows.append(
+                (
+                    label,
+                    timed(
+                        lambda p=peer, o=outputs: p(
+                            input_ids=idx, output_hidden_states=o, output_attentions=o
+                        ),
+                        device,
+                        reps,
+                        warmup,
+                    ),
+                )
+            )
+            del peer
+    except ImportError:
+        print("transformers is not installed: no peer rows")
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    prompt = torch.randint(model.config.vocab_size, (2, shape["prompt"]), device=device)
+    clean, corrupt = prompt[:1], prompt[1:]
+    metric = answer_metric(answer=1, wrong=2)
+    rows.append(
+        (
+            f"patching every (layer, position) and head, {shape['prompt']} tokens",
+            timed(lambda: patch_runs(model, clean, corrupt, metric), device, max(1, reps // 3), 1),
+        )
+    )
+    return rows
+
+
+@torch.no_grad()
+def fidelity(shape: dict, device) -> None:
+    model = build(shape, device, torch.float32)
+    peer = peer_of(model, "eager")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # compare float32 with float32
+    idx = torch.randint(model.config.vocab_size, (2, 256), device=device)
+    out = peer(input_ids=idx, output_hidden_states=True, output_attentions=True)
+    logits, cache = run_with_cache(model, idx)
+    n = len(model.h)
+    stream = max(
+        float((cache[f"blocks.{i}.resid_pre"] - out.hidden_states[i]).abs().max()) for i in range(n)
+    )
+    final = float(
+        (model.ln_f(cache[f"blocks.{n - 1}.resid_post"]) - out.hidden_states[n]).abs().max()
+    )
+    patterns = max(
+        float((cache[f"blocks.{i}.attn.pattern"] - out.attentions[i]).abs().max()) for i in range(n)
+    )
+    print("\n| fidelity, float32, 2 x 256 tokens | max abs difference from transformers |")
+    print("|---|---:|")
+    print(f"| residual stream (resid_pre of every block) | {stream:.2e} |")
+    print(f"| ln_f of the last resid_post | {final:.2e} |")
+    print(f"| attention patterns | {patterns:.2e} |")
+    print(f"| logits | {float((logits - out.logits).abs().max()):.2e} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", choices=["speed", "fidelity"], help="one part only")
+    parser.add_argument("--quick", action="store_true", help="a small shape on the CPU")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="auto: rows for bfloat16 and float32 on CUDA, float32 on the CPU",
+    )
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+
+    device = resolve_device("cpu" if args.quick and args.device == "auto" else args.device)
+    shape = SHAPES["quick" if args.quick else "gpt2"]
+    if args.quick:
+        args.reps, args.warmup = min(args.reps, 3), min(args.warmup, 1)
+    if args.dtype == "auto":
+        dtypes = [torch.bfloat16, torch.float32] if device.type == "cuda" else [torch.float32]
+    else:
+        dtypes = [getattr(torch, args.dtype)]
+    print(f"shape {shape}, device {device}, torch {torch.__version__}", flush=True)
+    if args.only in (None, "speed"):
+        for dtype in dtypes:
+            if device.type == "cuda" and dtype == torch.float32:
+                torch.backends.cuda.matmul.allow_tf32 = True  # as training runs float32 work
+            rows = speed(shape, device, dtype, args.reps, args.warmup)
+            plain = rows[0][1]
+            print(
+                f"\n| {str(dtype)[6:]}, {shape['batch']} x {shape['tokens']} tokens | ms | x gptlab forward |"
+            )
+            print("|---|---:|---:|")
+            for name, seconds in rows:
+                print(f"| {name} | {seconds * 1000:.1f} | {seconds / plain:.2f} |")
+    if args.only in (None, "fidelity"):
+        fidelity(shape, device)
+
+
+if __name__ == "__main__":
+    main()
