@@ -369,3 +369,18 @@ def test_a_copy_of_random_tokens_has_no_repeats_when_the_vocabulary_allows():
     idx = repeated_random_tokens(torch.tensor([3, 5, 7, 9, 11, 13]), 6, 4, seed=2)
     assert all(len(set(row[:6].tolist())) == 6 for row in idx)
     assert set(idx.flatten().tolist()) <= {3, 5, 7, 9, 11, 13}
+
+
+def test_patterns_follow_the_mask_the_model_ran_under():
+    from gptlab.nn.attention import attention_mask, attention_pattern, causal_mask
+
+    model = tiny_model()
+    x = ids(6, batch=2)
+    padding = torch.tensor([[True] * 6, [False, False] + [True] * 4])  # row 1 left-padded
+    with hooked(model, ["blocks.0.attn.pattern"]) as cache:
+        model(x, padding_mask=padding, all_logits=True)
+    pattern = cache["blocks.0.attn.pattern"]  # (2, nh, 6, 6)
+    assert pattern[1, :, 2:, :2].abs().max() == 0.0  # real tokens never look at the padding
+    q, k = cache["blocks.0.attn.q"].transpose(1, 2), cache["blocks.0.attn.k"].transpose(1, 2)
+    expected = attention_pattern(q, k, attention_mask(causal_mask(6), padding))
+    torch.testing.assert_close(pattern, expected)
