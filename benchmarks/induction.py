@@ -230,7 +230,7 @@ def main() -> None:
     else:
         from gptlab.tokenizers import GPT2Tokenizer
 
-        tokenizer = GPT2Tokenizer.from_pretrained(str(resolve("gpt2-tokenizer").parent))
+        tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # through the data registry
     data = TokenData.from_file(text, tokenizer)
     kind = "attention-only" if not args.with_mlp else "standard"
     print(

@@ -15,7 +15,8 @@ and attentions, same random weights, float32, at the 124M shape (the tests do it
     PYTHONPATH=src python3 benchmarks/interpret.py                        # GPU: speed, fidelity
     uv run python benchmarks/interpret.py --quick                         # CPU: small shape, seconds
 
-Times are medians of --reps runs after --warmup, timed with a device synchronisation around each.
+Times are medians of --reps runs after --warmup, the rows taking turns, with a device
+synchronisation around each run.
 Random weights: speed and agreement do not depend on training.
 """
 
@@ -40,19 +41,22 @@ SHAPES = {
 }
 
 
-def timed(fn, device, reps: int, warmup: int) -> float:
-    """Median seconds of `fn()`, synchronised on CUDA."""
+def timed(fns: dict, device, reps: int, warmup: int) -> dict[str, float]:
+    """Median seconds of each of `fns` ({name: function}), synchronised on CUDA. The functions
+    take turns, one run each per round, so drift in clocks or memory state hits all alike."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     sync()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def build(shape: dict, device, dtype) -> GPT:
@@ -73,14 +77,9 @@ def peer_of(model: GPT, attention: str):
 
 
 @torch.no_grad()
-def speed(shape: dict, device, dtype, reps: int, warmup: int) -> list[tuple[str, float]]:
+def speed(shape: dict, device, dtype, reps: int, warmup: int) -> dict[str, float]:
     model = build(shape, device, dtype)
     idx = torch.randint(model.config.vocab_size, (shape["batch"], shape["tokens"]), device=device)
-    rows = []
-    plain = timed(lambda: model(idx, all_logits=True), device, reps, warmup)
-    rows.append(("gptlab forward", plain))
-    cached = timed(lambda: run_with_cache(model, idx), device, reps, warmup)
-    rows.append(("gptlab forward, every activation cached", cached))
 
     def read_everything():
         _, cache = run_with_cache(model, idx)
@@ -88,45 +87,29 @@ def speed(shape: dict, device, dtype, reps: int, warmup: int) -> list[tuple[str,
             cache[f"blocks.{layer}.attn.pattern"]
             cache[f"blocks.{layer}.attn.result"]
 
-    rows.append(
-        (
-            "gptlab forward, every activation cached, every pattern and result read",
-            timed(read_everything, device, reps, warmup),
-        )
-    )
+    fns = {
+        "gptlab forward": lambda: model(idx, all_logits=True),
+        "gptlab forward, every activation cached": lambda: run_with_cache(model, idx),
+        "gptlab forward, every activation cached, every pattern and result read": read_everything,
+    }
     try:
-        for attention, outputs in (("sdpa", False), ("eager", True)):
-            peer = peer_of(model, attention)
-            label = "transformers forward" + (
-                ", hidden states and attentions (eager)" if outputs else " (sdpa)"
-            )
-            rows.append(
-                (
-                    label,
-                    timed(
-                        lambda p=peer, o=outputs: p(
-                            input_ids=idx, output_hidden_states=o, output_attentions=o
-                        ),
-                        device,
-                        reps,
-                        warmup,
-                    ),
-                )
-            )
-            del peer
+        sdpa, eager = peer_of(model, "sdpa"), peer_of(model, "eager")
+        fns["transformers forward (sdpa)"] = lambda: sdpa(input_ids=idx)
+        fns["transformers forward, hidden states and attentions (eager)"] = lambda: eager(
+            input_ids=idx, output_hidden_states=True, output_attentions=True
+        )
     except ImportError:
         print("transformers is not installed: no peer rows")
+    rows = timed(fns, device, reps, warmup)
+    fns.clear()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     prompt = torch.randint(model.config.vocab_size, (2, shape["prompt"]), device=device)
     clean, corrupt = prompt[:1], prompt[1:]
     metric = answer_metric(answer=1, wrong=2)
-    rows.append(
-        (
-            f"patching every (layer, position) and head, {shape['prompt']} tokens",
-            timed(lambda: patch_runs(model, clean, corrupt, metric), device, max(1, reps // 3), 1),
-        )
-    )
+    name = f"patching every (layer, position) and head, {shape['prompt']} tokens"
+    patching = {name: lambda: patch_runs(model, clean, corrupt, metric)}
+    rows |= timed(patching, device, max(1, reps // 3), 1)
     return rows
 
 
@@ -188,12 +171,12 @@ def main() -> None:
             if device.type == "cuda" and dtype == torch.float32:
                 torch.backends.cuda.matmul.allow_tf32 = True  # as training runs float32 work
             rows = speed(shape, device, dtype, args.reps, args.warmup)
-            plain = rows[0][1]
+            plain = rows["gptlab forward"]
             print(
                 f"\n| {str(dtype)[6:]}, {shape['batch']} x {shape['tokens']} tokens | ms | x gptlab forward |"
             )
             print("|---|---:|---:|")
-            for name, seconds in rows:
+            for name, seconds in rows.items():
                 print(f"| {name} | {seconds * 1000:.1f} | {seconds / plain:.2f} |")
     if args.only in (None, "fidelity"):
         fidelity(shape, device)

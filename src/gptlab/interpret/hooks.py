@@ -246,7 +246,7 @@ class _Hooks:
         self.cache.masks[layer] = mask
 
     def _queries_keys_values(self, layer: int, block: nn.Module, out: Tensor) -> Tensor:
-        """c_attn's output (B, T, 3C) as q, k, v per head; the pattern from q and k."""
+        """c_attn's output (B, T, 3C) as q, k, v per head, put back together if edited."""
         p = f"blocks.{layer}.attn."
         attn = block.attn
         B, T, _ = out.shape
