@@ -165,7 +165,9 @@ def head_scores_figure(
     and the prompt's `tokens`, a second row draws those heads' attention on the prompt."""
     n_layer, n_head = scores.induction.shape
     rows = 2 if patterns else 1
-    figure = new_figure(max(9.0, 1.1 * 3 * n_head + 2.0), max(3.5, 0.5 * n_layer + 2.2) * rows)
+    figure = new_figure(
+        min(18.0, max(9.0, 1.35 * n_head + 3.0)), max(3.5, 0.5 * n_layer + 2.2) * rows
+    )
     grid = figure.subplots(rows, 3, squeeze=False)
     for column, name in enumerate(SCORES):
         axes = grid[0][column]
