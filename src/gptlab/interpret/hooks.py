@@ -305,10 +305,13 @@ def run_with_cache(
     return logits, cache
 
 
-def run_with_edits(model: nn.Module, idx: Tensor, edits: dict[str, Edit]) -> Tensor:
-    """Logits at every position (B, T, V) of a run with `edits` applied, nothing cached."""
+def run_with_edits(
+    model: nn.Module, idx: Tensor, edits: dict[str, Edit], all_logits: bool = True
+) -> Tensor:
+    """Logits (B, T, V) of a run with `edits` applied, nothing cached; with `all_logits=False`
+    only the last position's (B, 1, V), which is all a next-token metric reads."""
     with hooked(model, (), edits):
-        logits, _ = model(idx, all_logits=True)
+        logits, _ = model(idx, all_logits=all_logits)
     return logits
 
 

@@ -125,7 +125,7 @@ def patch_runs(
     clean_logits, cache = run_with_cache(
         model, clean_ids, ["blocks.*.resid_pre", "blocks.*.attn.z"]
     )
-    corrupt_logits = run_with_edits(model, corrupt_ids, {})
+    corrupt_logits = run_with_edits(model, corrupt_ids, {}, all_logits=False)
     n_layer, n_head = len(model.h), model.h[0].attn.n_head
     layers = range(n_layer)
     if progress:
@@ -138,13 +138,13 @@ def patch_runs(
         source = cache[f"blocks.{layer}.resid_pre"]  # (1, T, C)
         rows = corrupt_ids.expand(T, T)
         edit = _diagonal(source[0], T)
-        positions.append(metric(run_with_edits(model, rows, {f"blocks.{layer}.resid_pre": edit})))
+        edits = {f"blocks.{layer}.resid_pre": edit}
+        positions.append(metric(run_with_edits(model, rows, edits, all_logits=False)))
         # row h gets the clean output of head h, at every position
         z = cache[f"blocks.{layer}.attn.z"]  # (1, T, nh, hs)
         rows = corrupt_ids.expand(n_head, T)
-        heads.append(
-            metric(run_with_edits(model, rows, {f"blocks.{layer}.attn.z": _per_head(z[0])}))
-        )
+        edits = {f"blocks.{layer}.attn.z": _per_head(z[0])}
+        heads.append(metric(run_with_edits(model, rows, edits, all_logits=False)))
     return (
         float(metric(clean_logits)[0]),
         float(metric(corrupt_logits)[0]),
