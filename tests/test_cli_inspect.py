@@ -94,3 +94,30 @@ def test_help_has_examples(capsys):
         cli.main(["inspect", "patch", "--help"])
     text = capsys.readouterr().out
     assert "gptlab inspect patch gpt2 --prompt" in text and "--corrupt" in text
+
+
+def test_a_hugging_face_folder_is_inspected_too(gptlab, tmp_path, gpt2_tokenizer_dir):
+    import torch
+
+    from gptlab.config import GPTConfig
+    from gptlab.models.gpt import GPT
+    from gptlab.pretrained import export_hf
+    from gptlab.tokenizers import GPT2Tokenizer
+
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=50257, context_length=32, n_layer=1, n_head=2, n_embd=16)
+    folder = export_hf(
+        GPT(config), GPT2Tokenizer.from_pretrained(gpt2_tokenizer_dir), tmp_path / "hf"
+    )
+    out = tmp_path / "attribution.png"
+    code, stdout, stderr = gptlab(
+        "attribute", str(folder), "--prompt", "The cat sat on the", "--token", " mat",
+        "--out", str(out), "--json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    numbers = json.loads(stdout)
+    assert numbers["sum_of_terms"] == pytest.approx(numbers["logit"], abs=1e-4)
+    code, _, stderr = gptlab(
+        "attribute", str(folder), "--prompt", "The cat", "--token", "mat tress", "--out", str(out)
+    )
+    assert code == 2 and "not one" in stderr
