@@ -24,9 +24,8 @@ CLEAN = "ZOLEM: I go.\nCLOWN: Go, ZOLE"
 CORRUPT = "ZOLAN: I go.\nCLOWN: Go, ZOLE"  # the same length: positions pair up
 
 
-def commands(run_dir: str) -> list[list[str]]:
-    """The `gptlab inspect` arguments of each figure."""
-    out = str(FIGURES)
+def commands(run_dir: str, out: str) -> list[list[str]]:
+    """The `gptlab inspect` arguments of each figure, written to the folder `out`."""
     return [
         ["logit-lens", run_dir, "--prompt", CLEAN, "--out", f"{out}/logit-lens.png"],
         ["heads", run_dir, "--prompt", CLEAN, "--out", f"{out}/heads.png"],
@@ -77,12 +76,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a run directory trained on TinyShakespeare")
     parser.add_argument("--numbers", help="a folder for each figure's numbers (JSON)")
+    parser.add_argument("--out-dir", default=str(FIGURES), help="default docs/figures")
     args = parser.parse_args()
 
     from gptlab import cli
 
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    for arguments in commands(args.run_dir):
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    for arguments in commands(args.run_dir, args.out_dir):
         shown = " ".join(repr(a) if " " in a or "\n" in a else a for a in arguments)
         print("gptlab inspect", shown, flush=True)
         captured = io.StringIO()
