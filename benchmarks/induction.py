@@ -91,6 +91,41 @@ class LossLog(Callback):
         self.val.append((metrics["step"], metrics["loss"]))
 
 
+class InContextScore(Callback):
+    """Olsson et al.'s in-context learning score every `every` steps: the loss on the last
+    eighth of each window minus the loss on positions T/16..T/8, on fixed validation windows.
+    The more the model uses its context, the more negative; induction heads make it fall."""
+
+    def __init__(self, batch: tuple[torch.Tensor, torch.Tensor], every: int):
+        self.x, self.y = batch
+        self.every = every
+        self.history: list[tuple[int, float]] = []
+
+    @torch.no_grad()
+    def record(self, trainer) -> None:
+        model = trainer.raw_model
+        model.eval()
+        logits, _ = model(self.x, all_logits=True)  # (B, T, V)
+        losses = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), self.y, reduction="none"
+        )  # (B, T)
+        T = losses.size(1)
+        late, early = losses[:, 7 * T // 8 :].mean(), losses[:, T // 16 : T // 8].mean()
+        self.history.append((trainer.step, float(late - early)))
+        model.train()
+
+    def on_train_begin(self, trainer) -> None:
+        self.record(trainer)
+
+    def on_step_end(self, trainer, metrics) -> None:
+        if trainer.step % self.every == 0:
+            self.record(trainer)
+
+    def on_train_end(self, trainer) -> None:
+        if self.history[-1][0] != trainer.step:
+            self.record(trainer)
+
+
 def train_one(n_layer, args, job, data, vocab_size, common, device) -> dict:
     torch.manual_seed(args.seed)
     config = GPTConfig(n_layer=n_layer, vocab_size=vocab_size, dropout=0.0, **job["model"])
@@ -115,6 +150,8 @@ def train_one(n_layer, args, job, data, vocab_size, common, device) -> dict:
         every=job["every"], length=job["length"], batch=16, seed=args.seed, vocab=common
     )
     losses = LossLog()
+    windows = next(iter(data.eval_batches("val", 32, block, 1, device)))
+    in_context = InContextScore(windows, job["every"])
     trainer = Trainer(
         model,
         tc,
@@ -123,7 +160,7 @@ def train_one(n_layer, args, job, data, vocab_size, common, device) -> dict:
         ),
         eval_batches=lambda: data.eval_batches("val", tc.batch_size, block, tc.eval_iters, device),
         device=device,
-        callbacks=[scores, losses],
+        callbacks=[scores, losses, in_context],
     )
     start = time.perf_counter()
     trainer.fit()
@@ -147,6 +184,7 @@ def train_one(n_layer, args, job, data, vocab_size, common, device) -> dict:
         "max_induction": best,
         "max_previous_token": scores.max_scores("previous_token")[1],
         "crossing_step": crossing,
+        "in_context": in_context.history,
         "final_scores": final,
     }
 
@@ -169,8 +207,8 @@ def smoothed(values: list[float], window: int = 9) -> list[float]:
 
 
 def induction_figure(results: list[dict], threshold: float, title: str):
-    figure = new_figure(10, 7)
-    loss_axes, score_axes = figure.subplots(2, 1, sharex=True)
+    figure = new_figure(10, 9)
+    loss_axes, context_axes, score_axes = figure.subplots(3, 1, sharex=True)
     colours = {2: "tab:blue", 1: "tab:orange"}
     for r in results:
         colour = colours.get(r["n_layer"], "tab:gray")
@@ -179,8 +217,10 @@ def induction_figure(results: list[dict], threshold: float, title: str):
         score_axes.plot(
             r["score_steps"], r["max_induction"], color=colour, label=f"{r['n_layer']}-layer"
         )
+        steps, scores = zip(*r["in_context"], strict=True)
+        context_axes.plot(steps, scores, color=colour, label=f"{r['n_layer']}-layer")
         if r["crossing_step"] is not None:
-            for axes in (loss_axes, score_axes):
+            for axes in (loss_axes, context_axes, score_axes):
                 axes.axvline(r["crossing_step"], color=colour, linestyle=":", linewidth=1.5)
             score_axes.annotate(
                 f"step {r['crossing_step']}",
@@ -193,6 +233,8 @@ def induction_figure(results: list[dict], threshold: float, title: str):
     loss_axes.set_ylabel("train loss (smoothed)")
     loss_axes.legend()
     loss_axes.grid(alpha=0.3)
+    context_axes.set_ylabel("in-context learning score\n(late loss - early loss)")
+    context_axes.grid(alpha=0.3)
     score_axes.set_ylabel("highest induction score")
     score_axes.set_xlabel("training step")
     score_axes.set_ylim(0, 1)
@@ -252,13 +294,14 @@ def main() -> None:
     print(f"wrote {save_png(heads, out / 'induction-heads.png')}")
 
     print(
-        f"\n| model | seconds | final val loss | max induction score | step reaching {args.threshold} |"
+        f"\n| model | seconds | final val loss | max induction score | step reaching "
+        f"{args.threshold} | in-context score |"
     )
-    print("|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['n_layer']}-layer | {r['seconds']:.0f} | {r['val_loss'][-1][1]:.3f} | "
-            f"{r['max_induction'][-1]:.3f} | {r['crossing_step']} |"
+            f"{r['max_induction'][-1]:.3f} | {r['crossing_step']} | {r['in_context'][-1][1]:.3f} |"
         )
     if args.json:
         summary = [

@@ -342,7 +342,7 @@ def test_the_recorder_scores_heads_through_training():
     model = tiny_model()
     data = ids(33, batch=4, seed=6)
     recorder = HeadScoreRecorder(every=2, length=8, batch=2)
-    config = TrainConfig(max_iters=4, batch_size=4, eval_interval=0, warmup_iters=0, device="cpu")
+    config = TrainConfig(max_iters=5, batch_size=4, eval_interval=0, warmup_iters=0, device="cpu")
     trainer = Trainer(
         model,
         config,
@@ -352,10 +352,10 @@ def test_the_recorder_scores_heads_through_training():
     )
     trainer.fit()
     steps, values = recorder.max_scores()
-    assert steps == [0, 2, 4] and len(values) == 3
+    assert steps == [0, 2, 4, 5] and len(values) == 4
     assert model.training  # the recorder hands the model back in training mode
-    assert first_crossing(steps, [0.1, 0.5, 0.9], 0.4) == 2
-    assert first_crossing(steps, [0.1, 0.2, 0.3], 0.4) is None
+    assert first_crossing(steps, [0.1, 0.2, 0.5, 0.9], 0.4) == 4
+    assert first_crossing(steps, [0.1, 0.2, 0.3, 0.3], 0.4) is None
 
 
 def test_hooked_caches_every_forward_inside_the_block():

@@ -111,8 +111,8 @@ def head_scores(
 
 
 class HeadScoreRecorder(Callback):
-    """A trainer callback: every head's scores every `every` steps (and before the first),
-    measured on the same random sequences each time, kept in `history`."""
+    """A trainer callback: every head's scores every `every` steps (and before the first and
+    after the last), measured on the same random sequences each time, kept in `history`."""
 
     def __init__(
         self,
@@ -145,6 +145,10 @@ class HeadScoreRecorder(Callback):
     def on_step_end(self, trainer, metrics: dict) -> None:
         if trainer.step % self.every == 0:
             self.record(trainer)
+
+    def on_train_end(self, trainer) -> None:
+        if not self.history or self.history[-1][0] != trainer.step:
+            self.record(trainer)  # the last step, when it is not a multiple of `every`
 
     def max_scores(self, score: str = "induction") -> tuple[list[int], list[float]]:
         """(steps, the highest head's `score` at each)."""
