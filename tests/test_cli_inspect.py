@@ -67,7 +67,7 @@ def test_each_analysis_writes_its_figure_and_json(gptlab, tiny_run, corpus, tmp_
     "argv, words",
     [
         (["logit-lens", "--prompt", "a" * 40], "longer than the model's context of 32"),
-        (["logit-lens", "--prompt", ""], "--prompt is empty"),
+        (["logit-lens", "--prompt", ""], "the prompt is empty"),
         (["attribute", "--prompt", "To be", "--token", "to"], "is 2 tokens"),
         (["attribute", "--prompt", "To be", "--token", "t", "--position", "9"], "--position"),
         (["patch", "--prompt", "To be", "--corrupt", "To be,", "--answer", "t"], "same length"),

@@ -375,7 +375,7 @@ def remove_direction(direction: Tensor) -> Edit:
     return edit
 
 
-def prompt_ids(model: nn.Module, tokenizer, prompt: str, what: str = "--prompt") -> Tensor:
+def prompt_ids(model: nn.Module, tokenizer, prompt: str, what: str = "the prompt") -> Tensor:
     """The token ids (1, T) of a prompt, on the model's device; a ConfigError when it is empty,
     a ContextLengthError when it is longer than the model's context."""
     from gptlab.errors import ContextLengthError
