@@ -26,22 +26,16 @@ def next_token_logits(run_dir: str | None, prompt: str) -> tuple[torch.Tensor, l
     ids = torch.tensor([tokenizer.encode(prompt)])
     with torch.no_grad():
         logits = model(ids[:, -model.config.context_length :])[0][0, -1]  # (V,)
-    labels = [
-        repr(tokenizer.decode([i]))[1:-1].replace(" ", "\u2423") for i in range(logits.numel())
-    ]
+    labels = [repr(tokenizer.decode([i]))[1:-1].replace(" ", "\u2423") for i in range(logits.numel())]
     return logits, labels
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", nargs="?", default=None)
     parser.add_argument("--prompt", default="ROMEO:\nWhat say")
     parser.add_argument("--top", type=int, default=15, help="tokens shown, most likely first")
-    parser.add_argument(
-        "--out", default=str(Path(__file__).parents[1] / "figures" / "decoding.png")
-    )
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "figures" / "decoding.png"))
     args = parser.parse_args()
 
     import matplotlib
@@ -64,19 +58,13 @@ def main() -> None:
     for ax, (title, filtered) in zip(axes.flat, panels):
         probs = torch.softmax(filtered, dim=-1)[order]
         ax.bar(range(len(order)), original, color="lightgray", label="the model at temperature 1")
-        ax.bar(
-            range(len(order)), probs, width=0.5, color="tab:blue", label="what sampling draws from"
-        )
+        ax.bar(range(len(order)), probs, width=0.5, color="tab:blue", label="what sampling draws from")
         ax.set_title(title)
         ax.set_xticks(range(len(order)), [labels[i] for i in order], fontsize=11)
     axes[0, 0].legend(fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("probability of the next token")
-    source = (
-        f"{Path(args.run_dir).name}, after {args.prompt!r}"
-        if args.run_dir
-        else "synthetic Zipf-like logits"
-    )
+    source = f"{Path(args.run_dir).name}, after {args.prompt!r}" if args.run_dir else "synthetic Zipf-like logits"
     fig.suptitle(f"One next-token distribution under each decoding filter ({source})")
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
