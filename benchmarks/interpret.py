@@ -69,7 +69,10 @@ def build(shape: dict, device, dtype) -> GPT:
 def peer_of(model: GPT, attention: str):
     """transformers' GPT2LMHeadModel with `model`'s weights, with the given attention kernels."""
     peer = transformers_model_like(model.config)
-    peer.config._attn_implementation = attention
+    if hasattr(peer, "set_attn_implementation"):  # transformers 5
+        peer.set_attn_implementation(attention)
+    else:
+        peer.config._attn_implementation = attention
     state = {k: v.float().cpu() for k, v in state_dict_to_hf(model.state_dict()).items()}
     peer.load_state_dict(state, strict=False)
     weight = next(model.parameters())
