@@ -94,7 +94,12 @@ def add_parser(subparsers) -> None:
         default="tinyshakespeare",
         help="a text file or dataset name (default tinyshakespeare); its validation end is read",
     )
-    ablate.add_argument("--method", choices=["zero", "mean"], default="zero")
+    ablate.add_argument(
+        "--method",
+        choices=["zero", "mean"],
+        default="zero",
+        help="a head's output set to zero (default) or to its mean over the text",
+    )
     ablate.add_argument("--batches", type=int, default=4, help="batches of windows (default 4)")
     ablate.add_argument("--batch-size", type=int, default=8, help="windows a batch (default 8)")
     ablate.add_argument(
