@@ -643,3 +643,20 @@ def test_demo_command_reports_bad_input_before_serving(argv, words, tmp_path, mo
     args: argparse.Namespace = demo_parser().parse_args(argv)
     with pytest.raises(GptlabError, match=words):
         args.run(args)
+
+
+def test_inspect_shows_the_logit_lens_and_the_attention_maps(app, tiny_run):
+    lens, maps = app.inspect(str(tiny_run), "To be", None)
+    # the tiny model's 2 x 2 heads fit in one picture: a grid as wide as the lens or wider
+    assert lens.format == "PNG" and maps.format == "PNG"
+    assert lens.size[0] >= 600 and maps.size[1] >= 500
+    _, one_layer = app.inspect(str(tiny_run), "To be", 1)
+    assert one_layer.size[1] < maps.size[1]  # one row of maps instead of two
+
+
+@pytest.mark.parametrize("prompt, layer, words", [("To be", 5, "layer"), ("", None, "empty")])
+def test_inspect_turns_bad_input_into_a_message_in_the_page(app, tiny_run, prompt, layer, words):
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match=words):
+        app.inspect(str(tiny_run), prompt, layer)

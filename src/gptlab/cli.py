@@ -28,6 +28,7 @@ COMMANDS = [
     "merge",
     "quantize",
     "viz",
+    "inspect",
     "demo",
 ]
 

@@ -6,6 +6,7 @@ Files, in reading order:
   `GenerationConfig` (a bad value is a message in the page, never a crash);
 - `explorer.py`: what the model would say next, and how each filter reshapes it; the
   probability the model gave each token of a text;
+- `inspect.py`: the Inspect tab's pictures, the logit lens and attention maps of the prompt;
 - `render.py`: those results as HTML (the next-token bar chart, the coloured text);
 - `models.py`: finding models on disk, loading them, keeping the loaded ones;
 - `app.py`: the Gradio page, its event wiring, and `launch`.

@@ -30,6 +30,7 @@ import gradio as gr  # noqa: E402  (after the environment above)
 
 from gptlab.demo import render  # noqa: E402
 from gptlab.demo.explorer import continuation_probabilities, next_token_table  # noqa: E402
+from gptlab.demo.inspect import figure_image, inspection  # noqa: E402
 from gptlab.demo.models import LoadedModel, ModelStore  # noqa: E402
 from gptlab.demo.settings import (  # noqa: E402
     STRATEGY_CHOICES,
@@ -223,6 +224,15 @@ class DemoApp:
                 raise ConfigError(f"not a token of this model: {token_id!r}")
             text = checked_text(text, "the text", self.limits.max_text_chars)
             return text + loaded.tokenizer.decode([token_id])
+
+    def inspect(self, spec, prompt, layer):
+        """Inspect button: the logit lens and the attention maps of the prompt, as images."""
+        with shown_in_page():
+            loaded = self.language_model(spec)
+            prompt = checked_text(prompt, "the prompt", self.limits.max_prompt_chars)
+            layer = None if layer in (None, "") else whole_number(layer, "the layer", 0)
+            lens, maps = inspection(loaded.model, loaded.tokenizer, prompt, layer)
+        return figure_image(lens), figure_image(maps)
 
     def instruct_help(self, spec):
         """After a load: the Instruct tab's line about the model, and an instruction run's tab
@@ -450,6 +460,30 @@ class DemoApp:
                                     interactive=False,
                                     elem_id="output-b",
                                 )
+                        with gr.Tab("Inspect"):
+                            gr.Markdown(
+                                "Inside the model, for the prompt above: the **logit lens** "
+                                "(the top next token read from the residual stream after each "
+                                "layer) and each head's **attention** (row: the token "
+                                "attending; column: the token attended to). `gptlab inspect` "
+                                "has more: head scores, attribution, patching, ablation."
+                            )
+                            with gr.Row(equal_height=True):
+                                inspect_layer = gr.Number(
+                                    None,
+                                    precision=0,
+                                    label="Layer of the attention maps",
+                                    info="empty: every layer of a small model, the last of a "
+                                    "large one",
+                                    elem_id="inspect-layer",
+                                )
+                                inspect = gr.Button("Inspect", variant="primary", elem_id="inspect")
+                            lens_image = gr.Image(
+                                label="Logit lens", type="pil", elem_id="logit-lens"
+                            )
+                            maps_image = gr.Image(
+                                label="Attention", type="pil", elem_id="attention-maps"
+                            )
                         with gr.Tab("Instruct", id=INSTRUCT_TAB):
                             instruct_help = gr.Markdown(elem_id="instruct-help")
                             instruction = gr.Textbox(
@@ -557,6 +591,14 @@ class DemoApp:
                 **in_group,
             )
             stop_answer.click(None, cancels=[answering])
+
+            inspect.click(
+                self.inspect,
+                [model, prompt, inspect_layer],
+                [lens_image, maps_image],
+                api_name="inspect",
+                **in_group,
+            )
 
             classify.click(
                 self.classify,

@@ -24,13 +24,24 @@ def attention(
     q: (..., T, hs), k and v: (..., S, hs), mask: bool broadcastable to (..., T, S).
     A row of the mask with no True gives NaN weights; the builders below never make one.
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., T, S)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
+    weights = attention_pattern(q, k, mask)  # (..., T, S)
     if dropout > 0.0:
         weights = F.dropout(weights, p=dropout)
     return weights @ v, weights  # (..., T, hs), (..., T, S)
+
+
+def attention_pattern(q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The attention weights softmax(q k^T / sqrt(hs)), (..., T, S): where each query looks.
+
+    The fast path (`F.scaled_dot_product_attention`) never materialises them; this is how
+    `attention()` and the interpretability hooks (`gptlab.interpret`) get them.
+    """
+    # Scaling q rather than the scores, and masking in place, touch the (T, S) scores twice
+    # fewer times: what a pattern costs at 1024 tokens is mostly memory traffic.
+    scores = (q / math.sqrt(q.size(-1))) @ k.transpose(-2, -1)  # (..., T, S)
+    if mask is not None:
+        scores.masked_fill_(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1)
 
 
 def causal_mask(num_queries: int, num_keys: int | None = None, device=None) -> Tensor:

@@ -1,11 +1,10 @@
 """Attention maps of a prompt: for each layer and head, how much each token looks at each other.
 
 The model's attention runs on `F.scaled_dot_product_attention`, which never materialises the
-weights. Rather than teach the model to return them, the weights are recomputed from outside:
-a forward pre-hook on each block's `attn` captures its input (the output of `ln_1`), and the
-block's own `c_attn` projection and the reference `attention()` turn it into queries, keys and
-weights. The model file stays free of visualisation code, and the hooks work on any model with
-GPT-2's layout (`h[i].attn.c_attn`, `n_head`), pretrained ones included.
+weights. Rather than teach the model to return them, they are recomputed from outside by the
+hooks of `gptlab.interpret` (the `blocks.{i}.attn.pattern` activations): the block's own queries
+and keys through the reference `attention_pattern`. The model file stays free of visualisation
+code, and the hooks work on any model with GPT-2's layout, pretrained ones included.
 """
 
 from __future__ import annotations
@@ -13,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from gptlab.errors import ConfigError
-from gptlab.nn.attention import attention, causal_mask
 from gptlab.viz.figure import display_token, new_figure, save_png
 
 MAX_PANELS = 48  # beyond this many heads in one picture, each is too small to read: pick a layer
@@ -26,30 +25,10 @@ MAX_LABELLED_TOKENS = 40  # beyond this many tokens, tick labels overlap
 @torch.no_grad()
 def attention_weights(model: nn.Module, ids: Tensor) -> Tensor:
     """The attention weights (n_layer, nh, T, T) of every head for one sequence of ids (T,)."""
-    inputs: dict[int, Tensor] = {}
-    hooks = [
-        block.attn.register_forward_pre_hook(
-            lambda module, args, layer=layer: inputs.__setitem__(layer, args[0])
-        )
-        for layer, block in enumerate(model.h)
-    ]
-    try:
-        model(ids[None, :])
-    finally:
-        for hook in hooks:
-            hook.remove()
-    T = ids.numel()
-    mask = causal_mask(T, device=ids.device)  # (T, T): a GPT never looks ahead
-    maps = []
-    for layer, block in enumerate(model.h):
-        attn = block.attn
-        x = inputs[layer]  # (1, T, C), already normalised by ln_1
-        q, k, _ = attn.c_attn(x).split(attn.n_embd, dim=2)  # each (1, T, C)
-        hs = attn.n_embd // attn.n_head
-        q = q.view(1, T, attn.n_head, hs).transpose(1, 2)  # (1, nh, T, hs)
-        k = k.view(1, T, attn.n_head, hs).transpose(1, 2)  # (1, nh, T, hs)
-        _, weights = attention(q, k, k, mask)  # (1, nh, T, T); values do not change the weights
-        maps.append(weights[0])
+    from gptlab.interpret.hooks import run_with_cache
+
+    _, cache = run_with_cache(model, ids[None, :], "blocks.*.attn.pattern")
+    maps = [cache[f"blocks.{layer}.attn.pattern"][0] for layer in range(len(model.h))]
     return torch.stack(maps).float().cpu()  # (n_layer, nh, T, T)
 
 
@@ -85,6 +64,18 @@ def plot_attention(
 
     A grid of layers (rows) by heads (columns); `layer` and `head` narrow it down.
     """
+    return save_png(attention_figure(model, tokenizer, prompt, layer, head, title), out)
+
+
+def attention_figure(
+    model: nn.Module,
+    tokenizer,
+    prompt: str,
+    layer: int | None = None,
+    head: int | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The figure `plot_attention` writes (the demo shows it in the page)."""
     if not prompt:
         raise ConfigError("--prompt is empty: give the text whose attention to draw")
     device = next(model.parameters()).device
@@ -121,4 +112,4 @@ def plot_attention(
     figure.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
     shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
     figure.suptitle(title or f"attention weights of {shown!r}")
-    return save_png(figure, out)
+    return figure

@@ -24,11 +24,17 @@ def new_figure(width: float, height: float) -> Figure:
 
 def save_png(figure: Figure, out: str | Path) -> Path:
     """Write `figure` to `out` (a .png path; parent folders are created) and return the path."""
+    out = checked_png_path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=DPI, format="png")
+    return out
+
+
+def checked_png_path(out: str | Path) -> Path:
+    """`out` as a Path, checked to end in .png (a command checks before its long work)."""
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"pictures are written as PNG: give an --out ending in .png, not {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=DPI, format="png")
     return out
 
 
