@@ -27,6 +27,7 @@ COMMANDS = [
     "quantize",
     "viz",
     "demo",
+    "serve",
 ]
 
 

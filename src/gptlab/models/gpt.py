@@ -138,6 +138,10 @@ class GPT(nn.Module):
             if input_pos is None:
                 input_pos = torch.arange(T, device=idx.device)
         else:
+            if T > kv_cache[0].max_length:
+                raise ContextLengthError(
+                    f"{T} tokens do not fit a KV cache of {kv_cache[0].max_length} slots"
+                )
             slots = torch.arange(kv_cache[0].max_length, device=idx.device)
             mask = attention_mask(
                 slots[None, :] <= input_pos[:, None], padding_mask
