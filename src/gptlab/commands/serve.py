@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         api_key=args.api_key if args.api_key is not None else os.environ.get("GPTLAB_API_KEY"),
-        max_batch=args.max_batch or (32 if device.type == "cuda" else 8),
+        max_batch=args.max_batch
+        if args.max_batch is not None
+        else (32 if device.type == "cuda" else 8),
         max_queue=args.max_queue,
         compile=args.compile,
         model_name=args.model_name or served_name(args.model),

@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from gptlab.errors import ConfigError
+from gptlab.errors import ConfigError, GptlabError
 from gptlab.generation import GenerationConfig
 from gptlab.generation.decoder import prepare_prompts
 from gptlab.generation.streaming import with_tokenizer_eos
@@ -117,14 +117,17 @@ class ServedModel:
             )
 
     def _encode_prompts(self, prompt) -> list[list[int]]:
-        if isinstance(prompt, str):
-            prompts = [self.tokenizer.encode(prompt)]
-        elif prompt and all(isinstance(item, int) for item in prompt):
-            prompts = [list(prompt)]
-        elif prompt and all(isinstance(item, str) for item in prompt):
-            prompts = [self.tokenizer.encode(text) for text in prompt]
-        else:
-            prompts = [list(ids) for ids in prompt]
+        try:
+            if isinstance(prompt, str):
+                prompts = [self.tokenizer.encode(prompt)]
+            elif prompt and all(isinstance(item, int) for item in prompt):
+                prompts = [list(prompt)]
+            elif prompt and all(isinstance(item, str) for item in prompt):
+                prompts = [self.tokenizer.encode(text) for text in prompt]
+            else:
+                prompts = [list(ids) for ids in prompt]
+        except GptlabError as error:  # text the tokenizer cannot encode
+            raise APIError(400, str(error), param="prompt") from None
         if not prompts:
             raise APIError(400, "prompt is an empty list", param="prompt")
         for ids in prompts:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from gptlab.errors import GptlabError
+from gptlab.errors import ContextLengthError, GptlabError
 from gptlab.generation import Decoder, GenerationConfig, TextAssembler, left_pad, next_token
 from gptlab.generation.loop import eval_mode, new_generator
 
@@ -139,7 +139,8 @@ class Scheduler:
         self.thread.start()
 
     def submit(self, request: Request) -> None:
-        """Queue a request's sequences; QueueFull when there is no room for them."""
+        """Queue a request's sequences; QueueFull when there is no room for them in the queue,
+        ContextLengthError when one could never fit the cache."""
         sequences = [
             Sequence(
                 request,
@@ -151,6 +152,12 @@ class Scheduler:
             for i, prompt in enumerate(request.prompts)
             for j in range(request.n)
         ]
+        for seq in sequences:
+            if len(seq.prompt) + seq.config.max_new_tokens > self.slots:
+                raise ContextLengthError(
+                    f"{len(seq.prompt)} prompt tokens and {seq.config.max_new_tokens} new ones "
+                    f"do not fit the model's context of {self.slots}"
+                )
         with self.wakeup:
             if self.stopping:
                 raise QueueFull("the server is shutting down")
