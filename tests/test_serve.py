@@ -407,3 +407,20 @@ def test_serve_without_fastapi_says_how_to_install_it(monkeypatch, capsys, tmp_p
 def test_serve_refuses_bad_flags_in_one_line(capsys, tmp_path):
     assert cli.main(["serve", str(tmp_path), "--max-batch", "0"]) == 2
     assert "--max-batch must be at least 1" in capsys.readouterr().err
+
+
+def test_shutdown_lets_running_requests_finish_then_stops_the_scheduler(model):
+    """What Ctrl-C does (uvicorn's signal handler sets should_exit): no new connections, the
+    running stream ends normally, then the scheduler thread ends."""
+    server = Server(model, max_batch=1).__enter__()
+    server.slow_down(0.01)
+    body = {"model": "tiny", "prompt": "a", "max_tokens": 30, "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/completions", json=body) as response:
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith("data:"))
+        server.server.should_exit = True
+        rest = [line for line in lines if line.startswith("data:")]
+    assert rest[-1] == "data: [DONE]"
+    assert json.loads(rest[-2][5:])["choices"][0]["finish_reason"] == "length"
+    server.thread.join(30)
+    assert not server.thread.is_alive() and not server.scheduler.thread.is_alive()

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from gptlab.serve.api import Choices, ServedModel, Work
 from gptlab.serve.metrics import ServerMetrics
 from gptlab.serve.protocol import APIError, ChatRequest, CompletionRequest, validation_message
-from gptlab.serve.scheduler import Event, QueueFull, Scheduler
+from gptlab.serve.scheduler import Event, QueueFull, Scheduler, Unavailable
 from gptlab.serve.scheduler import Request as Job
 
 log = logging.getLogger("gptlab.serve")
@@ -125,6 +125,8 @@ class Running:
             scheduler.submit(self.job)
         except QueueFull as error:
             raise APIError(429, str(error), type="rate_limit_error", code="queue_full") from None
+        except Unavailable as error:
+            raise APIError(503, str(error), type="server_error") from None
         metrics.prompt_tokens.inc(work.prompt_tokens)
 
     async def events(self, request: Request) -> AsyncIterator[Event]:

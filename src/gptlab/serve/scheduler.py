@@ -46,6 +46,10 @@ class QueueFull(GptlabError):
     """Too many sequences wait for a row: the client should retry later (HTTP 429)."""
 
 
+class Unavailable(GptlabError):
+    """The scheduler has stopped, or is stopping: no new requests (HTTP 503)."""
+
+
 @dataclass
 class Event:
     """One new token of one sequence (`index`), or its end (`finish_reason` set).
@@ -131,12 +135,18 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.wakeup = threading.Condition()
         self.stopping = False
+        self.ready = threading.Event()
+        self.startup_error: Exception | None = None
         self.thread = threading.Thread(target=self._run, name="gptlab-scheduler", daemon=True)
 
     # -- the client side (any thread) ------------------------------------------------------
 
     def start(self) -> None:
+        """Start the thread; raise here what stops it from starting (a cache too big to fit)."""
         self.thread.start()
+        self.ready.wait()
+        if self.startup_error is not None:
+            raise self.startup_error
 
     def submit(self, request: Request) -> None:
         """Queue a request's sequences; QueueFull when there is no room for them in the queue,
@@ -159,8 +169,8 @@ class Scheduler:
                     f"do not fit the model's context of {self.slots}"
                 )
         with self.wakeup:
-            if self.stopping:
-                raise QueueFull("the server is shutting down")
+            if self.stopping or not self.thread.is_alive():
+                raise Unavailable("the server is shutting down: it takes no new requests")
             if len(self.waiting) + len(sequences) > self.max_queue:
                 raise QueueFull(
                     f"the queue is full ({len(self.waiting)} of {self.max_queue} sequences "
@@ -189,11 +199,17 @@ class Scheduler:
 
     def _run(self) -> None:
         with torch.inference_mode(), eval_mode(self.model):
-            self.decoder.open_rows(self.max_batch, self.slots)
-            # Each row's text so far (prompt and new tokens), for the penalties; V is "no token".
-            self.history = torch.full(
-                (self.max_batch, self.slots), self.vocab_size, device=self.decoder.device
-            )
+            try:
+                self.decoder.open_rows(self.max_batch, self.slots)
+                # Each row's text so far (prompt and new tokens), for the penalties; V: no token.
+                self.history = torch.full(
+                    (self.max_batch, self.slots), self.vocab_size, device=self.decoder.device
+                )
+            except Exception as error:
+                self.startup_error = error
+                return
+            finally:
+                self.ready.set()
             while self._wait_for_work():
                 try:
                     self._iteration()
