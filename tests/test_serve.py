@@ -424,3 +424,13 @@ def test_shutdown_lets_running_requests_finish_then_stops_the_scheduler(model):
     assert json.loads(rest[-2][5:])["choices"][0]["finish_reason"] == "length"
     server.thread.join(30)
     assert not server.thread.is_alive() and not server.scheduler.thread.is_alive()
+
+
+def test_an_error_met_deeper_in_gptlab_is_a_400_not_a_500(model):
+    """A run whose prompt format this gptlab does not know: ConfigError, answered as a 400."""
+    info = {"config": {"task": "instruct", "data": {"prompt_format": "chatml"}}}
+    with Server(model, info, name="odd") as server:
+        body = {"model": "odd", "messages": [{"role": "user", "content": "hi"}]}
+        response = httpx.post(f"{server.url}/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert "prompt format 'chatml'" in response.json()["error"]["message"]

@@ -63,8 +63,9 @@ class ServedModel:
     def completion_work(self, body: CompletionRequest) -> Work:
         self._check_model(body.model)
         prompts = self._encode_prompts(body.prompt)
-        default = None if "max_tokens" not in body.model_fields_set else body.max_tokens
-        config = self._config(body, prompts, default, cap=body.max_tokens)
+        # Left out, max_tokens is OpenAI's 16, or less where the context leaves less room.
+        max_tokens = body.max_tokens if "max_tokens" in body.model_fields_set else None
+        config = self._config(body, prompts, max_tokens, cap=body.max_tokens)
         return self._work("completion", body, prompts, config, body.logprobs)
 
     def chat_work(self, body: ChatRequest) -> Work:

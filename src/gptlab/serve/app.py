@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from gptlab.errors import GptlabError
 from gptlab.serve.api import Choices, ServedModel, Work
 from gptlab.serve.metrics import ServerMetrics
 from gptlab.serve.protocol import APIError, ChatRequest, CompletionRequest, validation_message
@@ -223,6 +224,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request, error: APIError):
         return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(GptlabError)
+    async def gptlab_error(request, error: GptlabError):  # a bad value met deeper in gptlab
+        return JSONResponse(APIError(400, str(error)).body(), status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request, error: RequestValidationError):
