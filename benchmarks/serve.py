@@ -23,6 +23,7 @@ resident memory (RSS, from /proc) every 100 requests of the N-client row: it sho
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -95,49 +96,57 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(run: Path, args, clients: int) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path, args, clients: int) -> tuple[subprocess.Popen, int]:
+    """`gptlab serve` on a free port of 127.0.0.1, once it answers /health."""
     port = free_port()
     command = [sys.executable, "-m", "gptlab", "serve", str(run), "--port", str(port)]
     command += ["--device", args.device, "--max-batch", str(clients), "--max-queue", "4096"]
     command += ["--compile"] if args.compile else []
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"the server ended: {server.stderr.read()}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return server, url
-        except httpx.HTTPError:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                return server, port
+        except OSError:
             time.sleep(0.5)
     server.kill()
     raise SystemExit("the server did not start within 10 minutes")
 
 
-def one_request(client, url: str, body: dict) -> Outcome:
-    """Send one streamed completion; time its first token and the tokens after it."""
+def one_request(connection: http.client.HTTPConnection, body: dict) -> Outcome:
+    """Send one streamed completion; time its first token and the tokens after it.
+
+    The client is the standard library's (http.client reads the chunked stream line by line),
+    so the benchmark needs nothing the server does not.
+    """
     outcome = Outcome()
     start = time.perf_counter()
     first = None
     try:
-        with client.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as response:
-            if response.status_code != 200:
-                response.read()
-                return Outcome(error=f"HTTP {response.status_code}: {response.text[:200]}")
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if "error" in chunk:
-                    return Outcome(error=chunk["error"]["message"])
-                if chunk.get("usage"):
-                    outcome.tokens = chunk["usage"]["completion_tokens"]
-                elif first is None:
-                    first = time.perf_counter()
+        connection.request(
+            "POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        if response.status != 200:
+            return Outcome(error=f"HTTP {response.status}: {response.read()[:200]!r}")
+        for raw in response:
+            line = raw.decode().strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                return Outcome(error=chunk["error"]["message"])
+            if chunk.get("usage"):
+                outcome.tokens = chunk["usage"]["completion_tokens"]
+            elif first is None:
+                first = time.perf_counter()
     except Exception as error:  # a benchmark counts failures rather than stopping at one
+        connection.close()  # the next request opens a fresh connection
         return Outcome(error=f"{type(error).__name__}: {error}")
     end = time.perf_counter()
     if first is not None:
@@ -147,10 +156,8 @@ def one_request(client, url: str, body: dict) -> Outcome:
     return outcome
 
 
-def load(url: str, clients: int, requests: int, args, server_pid: int) -> dict:
+def load(port: int, clients: int, requests: int, args, server_pid: int) -> dict:
     """`requests` requests from `clients` threads; the outcomes, wall time and RSS samples."""
-    import httpx
-
     rng = random.Random(0)
     bodies = [
         {
@@ -169,17 +176,18 @@ def load(url: str, clients: int, requests: int, args, server_pid: int) -> dict:
     next_index = iter(range(requests))
 
     def client_loop():
-        with httpx.Client() as client:
-            while True:
-                with lock:
-                    index = next(next_index, None)
-                if index is None:
-                    return
-                outcome = one_request(client, url, bodies[index])
-                with lock:
-                    outcomes.append(outcome)
-                    if len(outcomes) % 100 == 0:
-                        rss.append(resident_mib(server_pid))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                connection.close()
+                return
+            outcome = one_request(connection, bodies[index])
+            with lock:
+                outcomes.append(outcome)
+                if len(outcomes) % 100 == 0:
+                    rss.append(resident_mib(server_pid))
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
@@ -240,12 +248,12 @@ def main() -> None:
     clients = args.clients or (32 if device.type == "cuda" else 8)
     with tempfile.TemporaryDirectory() as scratch:
         run = write_run(Path(scratch), args.preset)
-        server, url = start_server(run, args, clients)
+        server, port = start_server(run, args, clients)
         try:
             # Warm-up (and, with --compile, the compilation): one wave of full batches.
-            load(url, clients, clients, args, server.pid)
-            single = load(url, 1, args.single_requests, args, server.pid)
-            loaded = load(url, clients, args.requests, args, server.pid)
+            load(port, clients, clients, args, server.pid)
+            single = load(port, 1, args.single_requests, args, server.pid)
+            loaded = load(port, clients, args.requests, args, server.pid)
         finally:
             server.terminate()
             server.wait(60)
