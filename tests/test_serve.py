@@ -30,7 +30,7 @@ from gptlab.generation import GenerationConfig, generate, generate_text  # noqa:
 from gptlab.models.gpt import GPT  # noqa: E402
 from gptlab.serve.api import ServedModel  # noqa: E402
 from gptlab.serve.app import create_app  # noqa: E402
-from gptlab.serve.scheduler import Request, Scheduler  # noqa: E402
+from gptlab.serve.scheduler import Scheduler  # noqa: E402
 from gptlab.tasks.instruction import instruction_prompt, response_config  # noqa: E402
 from gptlab.tokenizers.char import CharTokenizer  # noqa: E402
 
@@ -356,40 +356,7 @@ def test_metrics_are_prometheus_text(server):
     assert server.metric('gptlab_time_per_output_token_seconds_bucket{le="+Inf"}') >= 1
 
 
-# -- the scheduler alone ----------------------------------------------------------------------
-
-
-def test_rows_are_compacted_when_the_pointer_runs_out_of_slots():
-    """A 32-slot cache and requests of up to 30 positions, arriving while others run: the
-    pointer must move rows left (and right) to fit them, and nothing they compute changes."""
-    model = tiny_model(context=32)
-    scheduler = Scheduler(model, TOKENIZER, max_batch=3, max_queue=20)
-    shifts = []
-    shift = scheduler._shift
-    scheduler._shift = lambda offset: (shifts.append(offset), shift(offset))
-    jobs = [(PROMPTS[i % 3], 5 + (7 * i) % 15) for i in range(10)]  # prompts of 1 to 13 tokens
-    finished = threading.Semaphore(0)
-    tokens = [[] for _ in jobs]
-
-    def emit_to(i):
-        def emit(event):
-            tokens[i].append(event.token)
-            if event.finish_reason:
-                finished.release()
-
-        return emit
-
-    scheduler.start()
-    for i, (prompt, n) in enumerate(jobs):
-        config = GenerationConfig(max_new_tokens=n, strategy="greedy")
-        scheduler.submit(Request([TOKENIZER.encode(prompt)], config, emit_to(i)))
-    for _ in jobs:
-        assert finished.acquire(timeout=30)
-    scheduler.stop(10)
-    for i, (prompt, n) in enumerate(jobs):
-        config = GenerationConfig(max_new_tokens=n, strategy="greedy")
-        assert tokens[i] == generate(model, [TOKENIZER.encode(prompt)], config)[0]
-    assert any(offset < 0 for offset in shifts) and any(offset > 0 for offset in shifts)
+# -- the command ----------------------------------------------------------------------------
 
 
 def test_serve_without_fastapi_says_how_to_install_it(monkeypatch, capsys, tmp_path):
