@@ -33,6 +33,11 @@ class FunctionalKVCache:
     def max_length(self) -> int:
         return self.k.size(2)
 
+    @property
+    def visible(self) -> int:
+        """The slots attention reads: all of them (the graph has one cache length)."""
+        return self.k.size(2)
+
     def update(self, input_pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """The cache with k, v (B, nh, T, hs) written at slots `input_pos` (T,)."""
         # scatter, not index_copy: ONNX has it (ScatterElements) under every runtime
