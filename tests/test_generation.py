@@ -15,7 +15,6 @@ from gptlab.generation import (
     generate,
     generate_text,
     stream,
-    stream_tokens,
 )
 from gptlab.models.gpt import GPT
 
@@ -366,29 +365,6 @@ def test_stream_with_the_gpt2_tokenizer_handles_multibyte_characters(gpt2_tokeni
     pieces = list(stream(model, tokenizer, prompt, config))
     assert "".join(pieces) == tokenizer.decode(ids)
     assert not any(p.endswith("\ufffd") for p in pieces[:-1])
-
-
-def test_stream_tokens_gives_the_exact_ids_with_their_text(model):
-    """Byte tokens: a character beyond ASCII spans several ids, whose text comes with its last."""
-    tokenizer = ByteTokens()
-    big = tiny_model(vocab=256, seed=2)
-    config = GenerationConfig(max_new_tokens=20, seed=5)
-    prompt = "caf\u00e9 \u2615"
-    expected = generate(big, [tokenizer.encode(prompt)], config)[0]
-    pairs = list(stream_tokens(big, tokenizer, prompt, config))
-    assert [i for ids, _ in pairs for i in ids] == expected  # the model's own ids, none re-made
-    assert "".join(text for _, text in pairs) == "".join(stream(big, tokenizer, prompt, config))
-    assert any(ids and not text for ids, text in pairs)  # an id whose character is not whole
-
-
-def test_stream_tokens_stop_at_the_token_that_completes_a_stop_string(model):
-    tokenizer = CharTokens()
-    full = generate_text(model, tokenizer, ["ab"], greedy(30))[0]
-    stop = full[10:13]
-    pairs = list(stream_tokens(model, tokenizer, "ab", greedy(30, stop=(stop,))))
-    ids = [i for ids, _ in pairs for i in ids]
-    assert tokenizer.decode(ids).endswith(stop)
-    assert "".join(text for _, text in pairs) == full[: full.index(stop)]
 
 
 def test_a_step_past_the_kv_cache_is_a_context_length_error(model):

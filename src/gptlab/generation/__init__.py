@@ -28,7 +28,7 @@ from gptlab.generation.processors import (
     top_k_filter,
     top_p_filter,
 )
-from gptlab.generation.streaming import generate_text, stream, stream_tokens
+from gptlab.generation.streaming import generate_text, stream
 from gptlab.generation.text import TextAssembler
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "repetition_penalty",
     "sample_from",
     "stream",
-    "stream_tokens",
     "top_k_filter",
     "top_p_filter",
 ]

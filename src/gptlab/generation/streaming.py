@@ -1,4 +1,4 @@
-"""Streaming: Python iterators of text pieces (and their token ids) as they come; whole texts.
+"""Streaming: a Python iterator of text pieces as the tokens come, and whole texts.
 
 Both sit on the decode loop (`decode_tokens`) and the `TextAssembler`, which holds back partial
 UTF-8 characters and possible starts of stop strings.
@@ -51,29 +51,9 @@ def stream(
     tokenizer's, unless `config.eos_id` says otherwise) ends the text. Beam search cannot know
     its text before it ends, so with strategy "beam" the whole text comes as one piece.
     """
-    for _, text in stream_tokens(model, tokenizer, prompt, config, decoder=decoder):
-        if text:
-            yield text
-
-
-def stream_tokens(
-    model, tokenizer, prompt: str, config: GenerationConfig, *, decoder: Decoder | None = None
-) -> Iterator[tuple[list[int], str]]:
-    """Yield (token ids, text) as the tokens come: the ids exactly as the model picked them
-    (nothing re-tokenized), and the text they made certain.
-
-    The text may be "" (a partial UTF-8 character, or what may start a stop string, waits for
-    the tokens after it) and the last text may come with no ids. The texts add up to what
-    `stream` yields; the ids stop at the one that completes a stop string, and leave EOS out.
-    With strategy "beam", all ids and the whole text come at once.
-    """
     config = with_tokenizer_eos(config, tokenizer)
     if config.uses_beams:
-        ids = generate(
-            model, [tokenizer.encode(prompt)], config, tokenizer=tokenizer, decoder=decoder
-        )[0]
-        assembler = TextAssembler(tokenizer, config.stop)
-        yield ids, assembler.push(ids) + assembler.finish()
+        yield generate_text(model, tokenizer, [prompt], config, decoder=decoder)[0]
         return
     decoder = decoder or Decoder(model)
     assembler = TextAssembler(tokenizer, config.stop)
@@ -83,9 +63,11 @@ def stream_tokens(
             token = int(token[0])
             if token == config.stop_id:
                 break
-            yield [token], assembler.push([token])
+            piece = assembler.push([token])
+            if piece:
+                yield piece
             if assembler.stopped:
                 break
     rest = assembler.finish()
     if rest:
-        yield [], rest
+        yield rest
