@@ -59,6 +59,12 @@ def parse_args() -> argparse.Namespace:
     add("--prompt-len", type=int, help="prompt tokens (default 128; --quick 16)")
     add("--max-tokens", type=int, help="new tokens per request (default 128; --quick 16)")
     add("--compile", action="store_true", help="serve with a compiled decode step (CUDA graphs)")
+    add(
+        "--warmup",
+        type=int,
+        help="requests of N clients before measuring (default: 8 waves with --compile, so that "
+        "every shape of the decode step is compiled before the clock starts; 1 without)",
+    )
     add("--quick", action="store_true", help="CPU-sized: a small model, short requests")
     args = parser.parse_args()
     quick = args.quick
@@ -67,6 +73,7 @@ def parse_args() -> argparse.Namespace:
     args.single_requests = args.single_requests or (8 if quick else 16)
     args.prompt_len = args.prompt_len or (16 if quick else 128)
     args.max_tokens = args.max_tokens or (16 if quick else 128)
+    args.warmup_waves = 8 if args.compile else 1
     return args
 
 
@@ -250,8 +257,8 @@ def main() -> None:
         run = write_run(Path(scratch), args.preset)
         server, port = start_server(run, args, clients)
         try:
-            # Warm-up (and, with --compile, the compilation): one wave of full batches.
-            load(port, clients, clients, args, server.pid)
+            # Warm-up (and, with --compile, the compilation of each cache size's step)
+            load(port, clients, args.warmup or clients * args.warmup_waves, args, server.pid)
             single = load(port, 1, args.single_requests, args, server.pid)
             loaded = load(port, clients, args.requests, args, server.pid)
         finally:
