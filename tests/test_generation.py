@@ -441,3 +441,17 @@ def test_stream_with_the_gpt2_tokenizer_handles_multibyte_characters(gpt2_tokeni
     pieces = list(stream(model, tokenizer, prompt, config))
     assert "".join(pieces) == tokenizer.decode(ids)
     assert not any(p.endswith("\ufffd") for p in pieces[:-1])
+
+
+def test_a_step_past_the_kv_cache_is_a_context_length_error(model):
+    decoder = Decoder(model)
+    decoder.prefill(torch.tensor([[1, 2, 3]]), None, 4)
+    decoder.step(torch.tensor([4]))  # fills the 4th and last slot
+    with pytest.raises(ContextLengthError, match="KV cache is full"):
+        decoder.step(torch.tensor([5]))
+    with pytest.raises(ContextLengthError, match="do not fit a KV cache"):
+        model(
+            torch.zeros(1, 5, dtype=torch.long),
+            kv_cache=model.new_kv_cache(1, 4),
+            input_pos=torch.arange(5),
+        )

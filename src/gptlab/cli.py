@@ -30,6 +30,7 @@ COMMANDS = [
     "viz",
     "inspect",
     "demo",
+    "serve",
 ]
 
 

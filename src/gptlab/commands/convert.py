@@ -15,6 +15,9 @@ examples:
   python -c "from peft import PeftModel; from transformers import GPT2ForSequenceClassification as M;
              PeftModel.from_pretrained(M.from_pretrained('exported/spam-lora'), 'exported/spam-lora/adapter')"
   gptlab export runs/spam-lora --merged --out exported/spam-merged # one plain model
+
+  gptlab export runs/shakespeare --format onnx --out exported/onnx            # model.onnx
+  gptlab export runs/shakespeare --format torch-export --out exported/program # model.pt2
 """
 IMPORT_EXAMPLES = """\
 examples:
@@ -47,6 +50,14 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="for a LoRA run: write one plain model with the adapter merged into its weights, "
         "instead of the base and a peft adapter",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["hf", "onnx", "torch-export"],
+        default="hf",
+        help="hf: a Hugging Face GPT-2 folder (default); onnx: an ONNX graph with its KV cache as "
+        "inputs and outputs, checked with ONNX Runtime; torch-export: a torch.export program "
+        "that runs without gptlab (both checked against gptlab: logits and greedy tokens)",
     )
     parser.set_defaults(run=run_export, command="export")
 
@@ -93,6 +104,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     model, tokenizer, info = load_model(args.model)
     quantization = info.get("config", {}).get("quantization")
+    if args.format != "hf":
+        return _export_portable(args, model, tokenizer, info)
     if quantization:
         raise ConfigError(
             f"{args.model} is quantized ({quantization['method']}) and GPT2LMHeadModel holds "
@@ -117,6 +130,53 @@ def run_export(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out}: {architecture}.from_pretrained({str(out)!r}) loads it{note}")
     return 0
+
+
+# The check after a portable export: greedy tokens from this prompt, logits this close.
+CHECK_TOKENS = 16
+CHECK_TOLERANCE = 1e-4
+
+
+def _export_portable(args, model, tokenizer, info: dict) -> int:
+    """ONNX or torch.export: the cached step written, then decoded and compared with gptlab."""
+    from gptlab.adapters import adapter_kind, merged_model
+    from gptlab.errors import ConfigError
+    from gptlab.export.step import check_against_gptlab
+
+    if info["task"] != "lm" or info.get("config", {}).get("quantization"):
+        raise ConfigError(
+            f"--format {args.format} exports float language models; {args.model} is "
+            + ("a classifier" if info["task"] != "lm" else "quantized (export its source)")
+        )
+    kind = adapter_kind(model)
+    if kind == "prompt":
+        raise ConfigError(
+            f"{args.model} is prompt-tuned: its virtual tokens are not part of the exported step"
+        )
+    if kind == "lora":
+        model = merged_model(model)  # one plain graph, as fast as the base
+    model = model.cpu().float().eval()
+    out = Path(args.out)
+    if args.format == "onnx":
+        from gptlab.export.onnx import export_onnx, onnx_session, session_step
+
+        path = export_onnx(model, out / "model.onnx")
+        step, runtime = session_step(onnx_session(path)), "ONNX Runtime"
+    else:
+        from gptlab.export.program import export_program, load_program
+
+        path = export_program(model, out / "model.pt2")
+        step, runtime = load_program(path), "the torch.export program"
+    tokenizer.save(out / "tokenizer")
+    prompt = [tokenizer.eos_id if tokenizer.eos_id is not None else 0]
+    check = check_against_gptlab(model, step, prompt, CHECK_TOKENS)
+    agrees = check["tokens_equal"] and check["max_abs_diff"] <= CHECK_TOLERANCE
+    print(
+        f"wrote {path}; {runtime}: {CHECK_TOKENS} greedy tokens "
+        f"{'equal' if check['tokens_equal'] else 'DIFFERENT from'} gptlab's, logits within "
+        f"{check['max_abs_diff']:.1e} of gptlab's"
+    )
+    return 0 if agrees else 1
 
 
 def _export_adapter(model, tokenizer, info: dict, out: str) -> int:

@@ -191,8 +191,24 @@ class Decoder:
         self.length = T
         return logits[:, -1].float()  # (B, V)
 
+    def open_rows(self, batch_size: int, max_length: int) -> None:
+        """An empty batch of `batch_size` rows and `max_length` slots, every slot visible, at
+        slot 0: for rows that join and leave one at a time (continuous batching, in
+        `gptlab.serve.scheduler`), which then writes each row's cache, position and mask."""
+        self._allocate(batch_size, max_length)
+        self.padding_mask = torch.ones(batch_size, max_length, dtype=torch.bool, device=self.device)
+        self.positions = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self.input_pos = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.length = 0
+
     def step(self, token: Tensor) -> Tensor:
         """Feed one token per row (B,) into the next slot; return the following logits (B, V)."""
+        if self.length >= self.max_length:
+            # Checked here, on the host: inside the model a slot past the cache is an IndexError
+            # (or, on a GPU, a device-side assert), and checking there would wait for the GPU.
+            raise ContextLengthError(
+                f"the KV cache is full: all {self.max_length} slots hold tokens already"
+            )
         self._show(self.length + 1)
         logits = self._step(
             self.model,

@@ -138,6 +138,10 @@ class GPT(nn.Module):
             if input_pos is None:
                 input_pos = torch.arange(T, device=idx.device)
         else:
+            if T > kv_cache[0].max_length:
+                raise ContextLengthError(
+                    f"{T} tokens do not fit a KV cache of {kv_cache[0].max_length} slots"
+                )
             S = kv_cache[0].visible  # the cache slots attention reads
             slots = torch.arange(S, device=idx.device)
             mask = attention_mask(
