@@ -50,9 +50,10 @@ TASK_DEFAULTS: dict[str, dict] = {
     "add": dict(max_iters=1500),
 }
 # Multi30K: the shape of the tutorials' model (3 + 3 layers, 256 wide, 8 heads) with a joint BPE
-# vocabulary shared by both embeddings and the output (7.7M parameters at 8000 ids), and the
-# regularisation a 29,000-pair corpus needs: dropout 0.2, label smoothing 0.1 (Vaswani et al.
-# 5.4), weight decay. Not yet measured here (no GPU): a starting point for benchmarks/seq2seq.py.
+# vocabulary shared by both embeddings and the output (7.6M parameters; 9.6M with
+# --separate-vocab), and the regularisation a 29,000-pair corpus needs: dropout 0.2, label
+# smoothing 0.1 (Vaswani et al. 5.4), weight decay. Not measured yet (no GPU here): a starting
+# point for benchmarks/seq2seq.py.
 TASK_DEFAULTS["multi30k"] = dict(
     n_encoder_layer=3,
     n_decoder_layer=3,
