@@ -7,8 +7,8 @@
 
 Sequences are digits, 1 to `max_len` long. Addition adds two numbers of up to `digits` digits,
 written with leading zeros to a fixed width (the sum one digit wider), so that digits of equal
-weight sit at the same positions of every example: without that, the model must first learn to
-count each number's length to line them up, which takes it several times longer to learn.
+weight sit at the same positions of every example and the model need not find each number's
+length to line them up.
 `canonical_source` writes "314+27" as "314+027", so a person may type either.
 Each is a small, exact test of what an encoder-decoder can do: copy needs cross-attention to
 look at the aligned source position, reverse at the mirrored one, sort at every position
