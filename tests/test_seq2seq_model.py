@@ -215,3 +215,17 @@ def test_label_smoothing_is_cross_entropy_against_the_smoothed_distribution():
     smooth[torch.arange(5), targets.reshape(-1)[real]] += 1 - eps
     expected = -(smooth * logits.reshape(-1, 7)[real].log_softmax(-1)).sum(-1).mean()
     assert_close(seq2seq_loss(logits, targets, label_smoothing=eps), expected)
+
+
+def test_saved_weights_load_back_with_shared_and_tied_tables(tmp_path):
+    from gptlab.training.checkpoint import load_weights, save_weights
+
+    config = tiny_config(tgt_vocab_size=23, shared_embeddings=True, positions="learned")
+    model = Seq2Seq(config)
+    save_weights(model, tmp_path / "model.safetensors")  # each shared tensor stored once
+    loaded = Seq2Seq(config)
+    load_weights(loaded, tmp_path / "model.safetensors")
+    assert torch.equal(loaded.tgt_embed.weight, model.src_embed.weight)
+    assert loaded.lm_head.weight is loaded.src_embed.weight  # still one tensor after loading
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -21,7 +21,7 @@ from gptlab.training.optim import noam_schedule
         ("copy", lambda s: s),
         ("reverse", lambda s: s[::-1]),
         ("sort", lambda s: "".join(sorted(s))),
-        ("add", lambda s: str(sum(int(n) for n in s.split("+")))),
+        ("add", lambda s: str(sum(int(n) for n in s.split("+"))).zfill(4)),
     ],
 )
 def test_toy_targets_follow_their_rule(name, rule):
@@ -32,9 +32,15 @@ def test_toy_targets_follow_their_rule(name, rule):
 def test_toy_lengths_stay_within_the_task():
     lengths = {len(s) for s, _ in ToyTask("reverse", max_len=6).pairs("train", 300, seed=1)}
     assert lengths == set(range(1, 7))
-    for source, _ in ToyTask("add", digits=2).pairs("train", 100, seed=1):
+    for source, target in ToyTask("add", digits=2).pairs("train", 100, seed=1):
         a, b = source.split("+")
-        assert 1 <= len(a) <= 2 and 1 <= len(b) <= 2
+        assert len(a) == len(b) == 2 and len(target) == 3  # fixed widths: digits line up
+
+
+def test_canonical_source_pads_a_typed_sum_and_drops_spaces():
+    assert ToyTask("add").canonical_source("314 + 27") == "314+027"
+    assert ToyTask("add").canonical_source("1+2+3") == "1+2+3"  # not a sum of two: left alone
+    assert ToyTask("reverse").canonical_source("3 1 4") == "314"
 
 
 def test_held_out_sources_never_appear_in_training_and_always_in_evaluation():

@@ -9,7 +9,7 @@ EXAMPLES = """\
 examples:
   gptlab translate runs/reverse "31415926"                  # greedy
   gptlab translate runs/reverse "31415926" --beam 5          # beam search of width 5
-  gptlab translate runs/add "314+27" "999+1"                 # several texts, one batch
+  gptlab translate runs/add "314+27" "999+1"                 # several texts: 0341, 1000
   gptlab translate runs/reverse --file in.txt --out out.txt  # one text a line
 """
 
@@ -76,15 +76,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give a TEXT to translate, or --file FILE")
 
     from gptlab.device import resolve_device
-    from gptlab.tasks.seq2seq import load_seq2seq_run, translate_texts
+    from gptlab.tasks.seq2seq import load_seq2seq_run, source_preparer, translate_texts
 
     device = resolve_device(args.device)
-    model, src_tokenizer, tgt_tokenizer, _ = load_seq2seq_run(args.model, device, args.checkpoint)
+    model, src_tokenizer, tgt_tokenizer, config = load_seq2seq_run(
+        args.model, device, args.checkpoint
+    )
     outputs = translate_texts(
         model,
         src_tokenizer,
         tgt_tokenizer,
         texts,
+        prepare=source_preparer(config),
         num_beams=args.beam,
         length_penalty=args.length_penalty,
         max_length_ratio=args.max_length_ratio,

@@ -191,17 +191,20 @@ def _is_seq2seq(spec: str) -> bool:
 def _cross_attention(args: argparse.Namespace):
     """The cross-attention alignment of an encoder-decoder's translation of --prompt."""
     from gptlab.errors import ConfigError
-    from gptlab.tasks.seq2seq import load_seq2seq_run
+    from gptlab.tasks.seq2seq import load_seq2seq_run, source_preparer
     from gptlab.viz.cross_attention import plot_cross_attention
 
     if args.beam < 1:
         raise ConfigError(f"--beam must be at least 1, got {args.beam}")
-    model, src_tokenizer, tgt_tokenizer, _ = load_seq2seq_run(args.model, "cpu", args.checkpoint)
+    model, src_tokenizer, tgt_tokenizer, config = load_seq2seq_run(
+        args.model, "cpu", args.checkpoint
+    )
+    prepare = source_preparer(config)
     return plot_cross_attention(
         model,
         src_tokenizer,
         tgt_tokenizer,
-        args.prompt,
+        prepare(args.prompt) if prepare else args.prompt,
         args.out,
         layer=args.layer,
         head=args.head,

@@ -3,9 +3,13 @@
     copy     3141592  -> 3141592
     reverse  3141592  -> 2951413
     sort     3141592  -> 1123459
-    add      314+27   -> 341
+    add      314+027  -> 0341
 
-Sequences are digits, 1 to `max_len` long (addition: two numbers of up to `digits` digits).
+Sequences are digits, 1 to `max_len` long. Addition adds two numbers of up to `digits` digits,
+written with leading zeros to a fixed width (the sum one digit wider), so that digits of equal
+weight sit at the same positions of every example and the model need not find each number's
+length to line them up.
+`canonical_source` writes "314+27" as "314+027", so a person may type either.
 Each is a small, exact test of what an encoder-decoder can do: copy needs cross-attention to
 look at the aligned source position, reverse at the mirrored one, sort at every position
 (counting), addition at the digits of equal weight and a carry.
@@ -56,7 +60,7 @@ class ToyTask:
         """One (source, target) pair drawn with `rng`."""
         if self.name == "add":
             a, b = (rng.randrange(10**self.digits) for _ in range(2))
-            return f"{a}+{b}", str(a + b)
+            return self._sum_source(a, b), str(a + b).zfill(self.digits + 1)
         length = rng.randint(1, self.max_len)
         source = "".join(rng.choice("0123456789") for _ in range(length))
         if self.name == "copy":
@@ -64,6 +68,19 @@ class ToyTask:
         if self.name == "reverse":
             return source, source[::-1]
         return source, "".join(sorted(source))
+
+    def _sum_source(self, a: int, b: int) -> str:
+        return f"{a:0{self.digits}d}+{b:0{self.digits}d}"
+
+    def canonical_source(self, text: str) -> str:
+        """`text` as the task writes its sources: without spaces, and for addition with each
+        number zero-padded ("314+27" -> "314+027"); text of another shape is left as it is."""
+        text = "".join(text.split())
+        if self.name == "add":
+            numbers = text.split("+")
+            if len(numbers) == 2 and all(n.isdigit() and len(n) <= self.digits for n in numbers):
+                return self._sum_source(*map(int, numbers))
+        return text
 
     def pairs(self, split: str, count: int, seed: int, step: int = 0, index: int = 0):
         """`count` pairs of `split`: training sources are never held out, the others always are."""

@@ -201,8 +201,8 @@ def right_pad(rows: list[list[int]], pad_id: int, device=None) -> tuple[Tensor, 
     """Stack token rows of different lengths, padded on the right: ids (B, S), mask (B, S)
     True on tokens. (Sources are right-padded: the encoder sees all of a source at once.)"""
     S = max(len(row) for row in rows)
-    ids = torch.full((len(rows), S), pad_id, dtype=torch.long, device=device)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long, device=device)
-    lengths = torch.tensor([len(row) for row in rows], device=device)
+    # Built on the host and moved once: one copy to a GPU, not one a row.
+    ids = torch.tensor([list(row) + [pad_id] * (S - len(row)) for row in rows], dtype=torch.long)
+    lengths = torch.tensor([len(row) for row in rows])
+    ids, lengths = ids.to(device), lengths.to(device)
     return ids, padding_mask_from_lengths(lengths, S)

@@ -209,11 +209,15 @@ def translate_sources(model, tgt_tokenizer, sources: list, **options) -> list[st
     return [tgt_tokenizer.decode(row, skip_special_tokens=True) for row in ids]
 
 
-def translate_texts(model, src_tokenizer, tgt_tokenizer, texts: list[str], **options) -> list[str]:
-    """The translation of each text (`translate_ids`' options); an empty text is refused."""
+def translate_texts(
+    model, src_tokenizer, tgt_tokenizer, texts: list[str], prepare=None, **options
+) -> list[str]:
+    """The translation of each text (`translate_ids`' options); an empty text is refused.
+    prepare: a function that writes a text as the run's sources were written (`source_preparer`)."""
     for text in texts:
         if not text.strip():
             raise ConfigError("an empty text: give something to translate")
+    texts = [prepare(text) for text in texts] if prepare else texts
     sources = [src_tokenizer.encode(text) + [src_tokenizer.eos_id] for text in texts]
     return translate_sources(model, tgt_tokenizer, sources, **options)
 
@@ -281,6 +285,15 @@ def build_seq2seq(config: dict) -> Seq2Seq:
     from gptlab.models.seq2seq import Seq2SeqConfig
 
     return Seq2Seq(Seq2SeqConfig.from_dict(config["model"]))
+
+
+def source_preparer(config: dict):
+    """How a run's sources were written, as a function of a text (a toy task's
+    `canonical_source`), or None: a translation run takes text as it is."""
+    data = config["data"]
+    if data.get("task") in ("copy", "reverse", "sort", "add"):
+        return ToyTask(data["task"], data["max_len"], data["digits"]).canonical_source
+    return None
 
 
 def eval_pairs(config: dict, split: str) -> list[tuple[str, str]]:

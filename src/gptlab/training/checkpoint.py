@@ -50,7 +50,9 @@ def shared_names(state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
     """For each name, the other names of the same tensor (tied weights), often none."""
     groups: dict[tuple, list[str]] = {}
     for name, tensor in state.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        pointer = tensor.untyped_storage().data_ptr()
+        # Empty and meta tensors all have pointer 0: they share nothing, keep them apart.
+        key = (pointer, tensor.storage_offset(), tuple(tensor.shape)) if pointer else (name,)
         groups.setdefault(key, []).append(name)
     return {name: [o for o in group if o != name] for group in groups.values() for name in group}
 
