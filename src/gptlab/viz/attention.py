@@ -81,35 +81,59 @@ def attention_figure(
     device = next(model.parameters()).device
     ids = torch.tensor(tokenizer.encode(prompt), dtype=torch.long, device=device)  # (T,)
     weights = attention_weights(model, ids)  # (n_layer, nh, T, T)
-    n_layer, n_head, T, _ = weights.shape
+    n_layer, n_head = weights.shape[:2]
     pairs = select_heads(n_layer, n_head, layer, head)
-    rows = sorted({lay for lay, _ in pairs})
-    columns = sorted({h for _, h in pairs})
     tokens = [display_token(tokenizer.decode([i])) for i in ids.tolist()]
 
+    figure = weight_grid(
+        weights,
+        pairs,
+        row_labels=tokens,
+        column_labels=tokens,
+        axis_names=("query: the token attending", "key: the token attended to"),
+        colour_label="attention weight",
+    )
+    shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+    figure.suptitle(title or f"attention weights of {shown!r}")
+    return figure
+
+
+def weight_grid(
+    weights: Tensor,
+    pairs: list[tuple[int, int]],
+    row_labels: list[str],
+    column_labels: list[str],
+    axis_names: tuple[str, str],
+    colour_label: str,
+) -> Figure:
+    """A panel of attention weights per (layer, head) in `pairs`: layers down, heads across.
+
+    weights: (n_layer, nh, rows, columns) in [0, 1]; the labels name each panel's rows (the
+    tokens attending) and columns (the tokens attended to), shown on the outer panels only.
+    """
+    layers = sorted({lay for lay, _ in pairs})
+    heads = sorted({h for _, h in pairs})
     # A single map gets a large canvas; a grid gets about 3 inches a panel, at least 6 in all.
-    panel = 8.0 if len(pairs) == 1 else max(2.2, min(3.5, 14.0 / len(columns)))
-    figure = new_figure(max(6.0, panel * len(columns) + 1.0), max(5.0, panel * len(rows) + 0.8))
-    grid = figure.subplots(len(rows), len(columns), squeeze=False)
-    labelled = T <= MAX_LABELLED_TOKENS
+    panel = 8.0 if len(pairs) == 1 else max(2.2, min(3.5, 14.0 / len(heads)))
+    figure = new_figure(max(6.0, panel * len(heads) + 1.0), max(5.0, panel * len(layers) + 0.8))
+    grid = figure.subplots(len(layers), len(heads), squeeze=False)
+    labelled = max(len(row_labels), len(column_labels)) <= MAX_LABELLED_TOKENS
     font = 11 if len(pairs) == 1 else 9
-    rotation = 90 if max(len(token) for token in tokens) > 2 else 0
-    for r, lay in enumerate(rows):
-        for c, h in enumerate(columns):
+    rotation = 90 if max(len(label) for label in column_labels) > 2 else 0
+    for r, lay in enumerate(layers):
+        for c, h in enumerate(heads):
             axes = grid[r][c]
             image = axes.imshow(weights[lay, h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
             axes.set_title(f"layer {lay}, head {h}", fontsize=font + 1)
-            axes.set_xticks(range(T) if labelled else [])
-            axes.set_yticks(range(T) if labelled else [])
-            # token labels on the outer edges only: the panels share both axes
-            bottom, left = r == len(rows) - 1, c == 0
+            axes.set_xticks(range(len(column_labels)) if labelled else [])
+            axes.set_yticks(range(len(row_labels)) if labelled else [])
+            # labels on the outer edges only: the panels share both axes
+            bottom, left = r == len(layers) - 1, c == 0
             axes.set_xticklabels(
-                tokens if labelled and bottom else [], rotation=rotation, fontsize=font
+                column_labels if labelled and bottom else [], rotation=rotation, fontsize=font
             )
-            axes.set_yticklabels(tokens if labelled and left else [], fontsize=font)
-    figure.supylabel("query: the token attending")
-    figure.supxlabel("key: the token attended to")
-    figure.colorbar(image, ax=grid, shrink=0.6, label="attention weight")
-    shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
-    figure.suptitle(title or f"attention weights of {shown!r}")
+            axes.set_yticklabels(row_labels if labelled and left else [], fontsize=font)
+    figure.supylabel(axis_names[0])
+    figure.supxlabel(axis_names[1])
+    figure.colorbar(image, ax=grid, shrink=0.6, label=colour_label)
     return figure

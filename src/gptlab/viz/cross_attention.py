@@ -21,8 +21,8 @@ from torch import Tensor
 
 from gptlab.errors import ConfigError
 from gptlab.nn.attention import attention
-from gptlab.viz.attention import MAX_LABELLED_TOKENS, select_heads
-from gptlab.viz.figure import display_token, new_figure, save_png
+from gptlab.viz.attention import select_heads, weight_grid
+from gptlab.viz.figure import display_token, save_png
 
 
 @torch.no_grad()
@@ -80,33 +80,18 @@ def plot_cross_attention(
     output = translate_ids(model, [source], num_beams=num_beams, device=device)[0]
     src = torch.tensor(source, device=device)
     weights = cross_attention_weights(model, src, torch.tensor(output, dtype=torch.long))
-    n_layer, n_head, rows_count, S = weights.shape
+    n_layer, n_head = weights.shape[:2]
     pairs = select_heads(n_layer, n_head, layer, head)
     src_labels = [display_token(src_tokenizer.decode([i])) for i in source]
     tgt_labels = [display_token(tgt_tokenizer.decode([i])) for i in [*output, tgt_tokenizer.eos_id]]
-    layers = sorted({lay for lay, _ in pairs})
-    heads = sorted({h for _, h in pairs})
-    panel = 7.0 if len(pairs) == 1 else max(2.2, min(3.5, 14.0 / len(heads)))
-    figure = new_figure(max(6.0, panel * len(heads) + 1.0), max(5.0, panel * len(layers) + 0.8))
-    grid = figure.subplots(len(layers), len(heads), squeeze=False)
-    labelled = max(S, rows_count) <= MAX_LABELLED_TOKENS
-    font = 11 if len(pairs) == 1 else 8
-    rotation = 90 if max(len(label) for label in src_labels) > 2 else 0
-    for r, lay in enumerate(layers):
-        for c, h in enumerate(heads):
-            axes = grid[r][c]
-            image = axes.imshow(weights[lay, h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
-            axes.set_title(f"layer {lay}, head {h}", fontsize=font + 1)
-            axes.set_xticks(range(S) if labelled else [])
-            axes.set_yticks(range(rows_count) if labelled else [])
-            bottom, left = r == len(layers) - 1, c == 0
-            axes.set_xticklabels(
-                src_labels if labelled and bottom else [], rotation=rotation, fontsize=font
-            )
-            axes.set_yticklabels(tgt_labels if labelled and left else [], fontsize=font)
-    figure.supylabel("output: the token being written")
-    figure.supxlabel("source token attended to")
-    figure.colorbar(image, ax=grid, shrink=0.6, label="cross-attention weight")
+    figure = weight_grid(
+        weights,
+        pairs,
+        row_labels=tgt_labels,
+        column_labels=src_labels,
+        axis_names=("output: the token being written", "source token attended to"),
+        colour_label="cross-attention weight",
+    )
     shown = text if len(text) <= 40 else text[:37] + "..."
     translation = tgt_tokenizer.decode(output, skip_special_tokens=True)
     figure.suptitle(title or f"cross-attention: {shown!r} -> {translation!r}")
