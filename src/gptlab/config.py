@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from gptlab.errors import ConfigError
 
 POSITION_KINDS = ("learned", "sinusoidal")
+IGNORE_INDEX = -100  # targets with this value add nothing to the loss (as in F.cross_entropy)
 
 
 @dataclass

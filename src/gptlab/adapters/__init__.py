@@ -8,44 +8,44 @@
 Every one is applied to a built model from outside: `gptlab.models` knows nothing of them.
 """
 
-from gptlab.adapters.adapted import (
-    adapter_kind,
-    adapter_state,
-    attach,
-    base_checksum,
-    freeze_base,
-    is_adapted,
-    load_adapted,
-)
-from gptlab.adapters.config import LoRAConfig, PromptTuningConfig, adapter_config
-from gptlab.adapters.lora import (
-    adapter_names,
-    add_lora,
-    merge_lora,
-    merged_model,
-    remove_lora,
-    set_adapter,
-    unmerge_lora,
-)
-from gptlab.adapters.prompt import PromptTuned
+from __future__ import annotations
 
-__all__ = [
-    "LoRAConfig",
-    "PromptTuned",
-    "PromptTuningConfig",
-    "adapter_config",
-    "adapter_kind",
-    "adapter_names",
-    "adapter_state",
-    "add_lora",
-    "attach",
-    "base_checksum",
-    "freeze_base",
-    "is_adapted",
-    "load_adapted",
-    "merge_lora",
-    "merged_model",
-    "remove_lora",
-    "set_adapter",
-    "unmerge_lora",
-]
+import importlib
+
+# Public name -> the module of this package that defines it, imported on first access (PEP 562):
+# the command line's parsers read `gptlab.adapters.config` without importing torch.
+_LAZY_NAMES = {
+    "adapter_kind": "adapted",
+    "adapter_state": "adapted",
+    "attach": "adapted",
+    "base_checksum": "adapted",
+    "freeze_base": "adapted",
+    "is_adapted": "adapted",
+    "load_adapted": "adapted",
+    "LoRAConfig": "config",
+    "PromptTuningConfig": "config",
+    "adapter_config": "config",
+    "adapter_names": "lora",
+    "add_lora": "lora",
+    "merge_lora": "lora",
+    "merged_model": "lora",
+    "remove_lora": "lora",
+    "set_adapter": "lora",
+    "unmerge_lora": "lora",
+    "PromptTuned": "prompt",
+}
+
+__all__ = sorted(_LAZY_NAMES)
+
+
+def __getattr__(name: str):
+    """Import the module that defines `name` and return it from there (PEP 562)."""
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+    globals()[name] = value  # later lookups find it without coming back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))

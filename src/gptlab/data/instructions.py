@@ -22,13 +22,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+if TYPE_CHECKING:
+    import torch
+
+from gptlab.config import IGNORE_INDEX
 from gptlab.data.epochs import EpochBatches
 from gptlab.errors import DataError
-from gptlab.models.gpt import IGNORE_INDEX
 
 INSTRUCTION_DATA = "instruction-data"  # the registered dataset (LLMs-from-scratch, chapter 7)
 FORMATS = ("alpaca", "chat")
@@ -231,6 +234,8 @@ def pad_instructions(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs padded on the right with `pad_id` and targets with IGNORE_INDEX, to the longest
     row: (B, T) each. Padding after the real tokens changes nothing before it (causal attention)."""
+    import torch  # here, not at the top: the command line reads this module's FORMATS at start
+
     T = max(len(row) for row in inputs)
     idx = torch.full((len(inputs), T), pad_id, dtype=torch.long)
     tgt = torch.full((len(inputs), T), IGNORE_INDEX, dtype=torch.long)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gptlab.config import GPTConfig
+from gptlab.config import IGNORE_INDEX, GPTConfig
 from gptlab.errors import ContextLengthError
 from gptlab.nn.attention import KVCache, attention_mask, causal_mask
 from gptlab.nn.blocks import GPTBlock
@@ -26,8 +26,6 @@ from gptlab.nn.position import (
     SinusoidalPositionalEncoding,
     TokenEmbedding,
 )
-
-IGNORE_INDEX = -100  # targets with this value add nothing to the loss (as in F.cross_entropy)
 
 
 class GPT(nn.Module):
