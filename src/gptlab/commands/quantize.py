@@ -22,9 +22,7 @@ examples:
   gptlab quantize runs/gpt2-mini --method fp8 --fp8-scaling tensor --out runs/gpt2-mini-fp8
                   # needs a CUDA GPU of compute capability 8.9 or more (H100, H200)
 """
-DEFAULT_CALIBRATION_BATCHES = 8
-CALIBRATION_BATCH_SIZE = 4  # windows a calibration batch holds
-CALIBRATION_WINDOW = 256  # tokens a window holds at most (the context, if shorter)
+
 # Sections of a source run's config that a quantized model does not keep: it cannot resume
 # training, and its `quantization` section is written anew.
 DROPPED_SECTIONS = ("gptlab_version", "model", "train", "data", "finetune", "quantization")
@@ -66,8 +64,7 @@ def add_parser(subparsers) -> None:
         "--calibration-batches",
         type=int,
         metavar="N",
-        help=f"int8-static: batches of {CALIBRATION_BATCH_SIZE} windows of up to "
-        f"{CALIBRATION_WINDOW} tokens to calibrate on (default {DEFAULT_CALIBRATION_BATCHES})",
+        help="int8-static: batches of 4 windows of up to 256 tokens to calibrate on (default 8)",
     )
     parser.add_argument(
         "--observer",
@@ -191,7 +188,7 @@ def _calibration(args, source: dict, model, tokenizer, device) -> tuple[list, di
     """(batches of token ids, what the run records of them) for int8-static: windows spread
     over --calibration-data, or over the training split of the model's own data."""
     from gptlab.data.text import TokenData, resolve_text, tokenize_corpus
-    from gptlab.quantization.calibration import calibration_batches
+    from gptlab.quantization.calibration import DEFAULT_BATCHES, calibration_batches
 
     if args.calibration_data:
         spec = args.calibration_data
@@ -206,10 +203,9 @@ def _calibration(args, source: dict, model, tokenizer, device) -> tuple[list, di
             f"int8-static calibrates on text and {args.model} names no training data: pass "
             "--calibration-data FILE_OR_DATASET"
         )
-    window = min(CALIBRATION_WINDOW, model.config.context_length)
-    count = args.calibration_batches or DEFAULT_CALIBRATION_BATCHES
-    batches = calibration_batches(tokens, window, count, CALIBRATION_BATCH_SIZE, device)
-    record = {"data": spec, "batches": count, "tokens": count * CALIBRATION_BATCH_SIZE * window}
+    count = args.calibration_batches or DEFAULT_BATCHES
+    batches = calibration_batches(tokens, model.config.context_length, count, device)
+    record = {"data": spec, "batches": count, "tokens": sum(b.numel() for b in batches)}
     print(f"calibrating on {record['tokens']:,} tokens of {spec}", flush=True)
     return batches, {"calibration": record}
 

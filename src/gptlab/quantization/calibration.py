@@ -29,6 +29,9 @@ from gptlab.errors import ConfigError
 from gptlab.quantization.int8 import QMAX
 
 PERCENTILE_SAMPLE = 1 << 20  # |x| values a percentile is taken from, at most (a random sample)
+DEFAULT_BATCHES = 8  # 8 x 4 windows of 256 tokens: 8,192 tokens, a few seconds for GPT-2
+BATCH_SIZE = 4  # windows a calibration batch holds
+WINDOW = 256  # tokens a window holds at most (the context, if shorter)
 
 
 class AbsMaxObserver:
@@ -101,12 +104,14 @@ def input_scales(observed: dict[str, float]) -> dict[str, float]:
 
 
 def calibration_batches(
-    tokens, block_size: int, num_batches: int, batch_size: int = 4, device="cpu"
+    tokens, context_length: int, num_batches: int = DEFAULT_BATCHES, device="cpu"
 ) -> list[Tensor]:
-    """`num_batches` batches (B, T) of windows spread evenly over a token array: the same
-    sample at every call, so calibrating twice gives the same scales."""
+    """`num_batches` batches (BATCH_SIZE, T) of windows spread evenly over a token array, T the
+    context up to WINDOW: the same sample at every call, so calibrating twice gives the same
+    scales."""
     from gptlab.data.text import TokenData
 
+    window = min(WINDOW, context_length)
     data = TokenData(tokens, val_fraction=0.0)
-    windows = data.eval_batches("train", batch_size, block_size, num_batches, device)
+    windows = data.eval_batches("train", BATCH_SIZE, window, num_batches, device)
     return [x for x, _ in windows]
