@@ -117,8 +117,12 @@ def int8_linear(
 
     `input_scale` (a 0-d tensor) is the calibrated activation scale of mode "static"."""
     if mode == "weight":
-        # Widen, multiply, rescale: under torch.compile the widening fuses into the product.
-        y = F.linear(x, weight.to(x.dtype)) * scale.to(x.dtype)  # (..., out)
+        # Widen, multiply, rescale (gpt-fast's line): compiled, the widening fuses into the
+        # product. The scale is in the float model's dtype (`from_linear`); Inductor then
+        # rewrites this line into its int8 weight-only kernel (aten._weight_int8pack_mm), or,
+        # for one row, into a fused reduction. A scale of another dtype is multiplied as it is
+        # (a cast here would be a pattern Inductor's rewrite fails on, torch 2.15).
+        y = (F.linear(x, weight.to(x.dtype)) * scale).to(x.dtype)  # (..., out)
     else:
         rows = x.reshape(-1, x.size(-1))  # (N, in): one row per token
         if mode == "dynamic":
@@ -235,7 +239,8 @@ class Int8Linear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, mode: str) -> Int8Linear:
         module = cls(linear.in_features, linear.out_features, linear.bias is not None, mode)
-        module.weight, module.scale = quantize_per_channel(linear.weight.detach())
+        module.weight, scale = quantize_per_channel(linear.weight.detach())
+        module.scale = scale.to(linear.weight.dtype)  # the float model's dtype, as its outputs
         if linear.bias is not None:
             module.bias = linear.bias.detach().clone()
         return module.to(linear.weight.device)
@@ -263,7 +268,10 @@ class Int8Embedding(nn.Module):
     def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
         multiplier = getattr(embedding, "scale", 1.0)  # TokenEmbedding's optional sqrt(C)
         module = cls(embedding.num_embeddings, embedding.embedding_dim, multiplier)
-        module.weight, module.scale = quantize_per_channel(embedding.weight.detach())
+        module.weight, scale = quantize_per_channel(embedding.weight.detach())
+        # The scale's dtype is the rows' dtype (see forward): the float model's, so that a
+        # bfloat16 model's embeddings stay bfloat16 for the LayerNorm that reads them.
+        module.scale = scale.to(embedding.weight.dtype)
         return module.to(embedding.weight.device)
 
     def forward(self, idx: Tensor) -> Tensor:
