@@ -17,7 +17,8 @@ activations (the finer, the default), or "tensor", one for each. Weights are qua
 `torch._scaled_mm(x_q, W_qᵀ, scale_a, scale_b)`, fp8 x fp8 accumulated in float32 and
 rescaled by the tensor cores (the second operand must be column-major: W_q (out, in) stored row
 by row is exactly that once transposed; scales are float32, one number each for "tensor", or
-(M, 1) and (1, N) for "row", which asks for a bfloat16 result). Elsewhere the reference: both
+(M, 1) and (1, N) for "row", which asks for a bfloat16 result; PyTorch's rowwise kernel is
+built for Hopper (9.0) and later, so on Ada (8.9) use "tensor"). Elsewhere the reference: both
 operands dequantized and multiplied in float32, the same numbers up to the order of the sums;
 the tests hold the kernel against it.
 """

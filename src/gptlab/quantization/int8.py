@@ -76,15 +76,17 @@ CUDA_INT_MM_MIN_ROWS = 17  # cuBLASLt's int8 product wants M > 16 (meta__int_mm)
 def int_mm_runs(a: Tensor, b: Tensor) -> bool:
     """Whether `torch._int_mm(a, b.t())` runs for int8 a (M, K) and b (N, K) on their device.
 
-    The CPU kernel takes any shape. The CUDA one (cuBLASLt) wants M > 16 and K and N multiples
-    of 8 (torch/_meta_registrations.py, meta__int_mm); `int8_matmul` pads fewer rows with zeros.
+    The CPU kernel takes any shape. The CUDA one (cuBLASLt) wants M > 16, K at least 16 and K
+    and N multiples of 8 (aten/src/ATen/native/cuda/Blas.cpp, _int_mm_out_cuda); `int8_matmul`
+    pads fewer rows with zeros.
     """
     if not hasattr(torch, "_int_mm"):
         return False
     if a.device.type == "cpu":
         return True
     if a.device.type == "cuda":
-        return a.size(1) % 8 == 0 and b.size(0) % 8 == 0
+        K = a.size(1)
+        return K >= 16 and K % 8 == 0 and b.size(0) % 8 == 0
     return False
 
 
