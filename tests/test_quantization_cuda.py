@@ -122,8 +122,12 @@ def test_a_quantized_gpt_decodes_on_the_gpu_compiled_as_eager(method):
     torch._dynamo.reset()
     model = tiny_gpt().to(CUDA, torch.bfloat16)
     calibration = [b.to(CUDA) for b in text_batches()] if method == "int8-static" else None
-    quantized = quantize_model(copy.deepcopy(model), QuantConfig(method, group_size=32), calibration)
-    prompts = torch.randint(0, CONFIG.vocab_size, (2, 6), generator=torch.Generator().manual_seed(3))
+    quantized = quantize_model(
+        copy.deepcopy(model), QuantConfig(method, group_size=32), calibration
+    )
+    prompts = torch.randint(
+        0, CONFIG.vocab_size, (2, 6), generator=torch.Generator().manual_seed(3)
+    )
     config = GenerationConfig(strategy="greedy", max_new_tokens=8)
     with torch.no_grad():
         eager = generate(quantized, prompts.tolist(), config)

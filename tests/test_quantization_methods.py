@@ -28,7 +28,9 @@ from gptlab.quantization.fp8 import (
 from gptlab.quantization.int4 import (
     Int4Linear,
     dequantize_groupwise,
+    even_in_high_nibble,
     inner_k_tiles,
+    pack_int4,
     quantize_groupwise,
     tinygemm_fits,
     tinygemm_scales_and_zeros,
@@ -281,6 +283,15 @@ def test_tinygemm_scales_and_zeros_give_our_dequantized_weight(group_size):
     wrong = tinygemm_scales_and_zeros(scale, zero.fill_(8 - 3))  # another zero: far off
     z = torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, group_size, wrong)
     assert (z.float() - reference).abs().max() > 0.1 * reference.abs().max()
+
+
+def test_tinygemm_gets_the_even_feature_in_the_high_nibble():
+    """The layout torch's own tests hand `_convert_weight_to_int4pack`:
+    (codes[:, ::2] << 4) | codes[:, 1::2], from our bytes, which hold the even one low."""
+    codes = torch.randint(0, 16, (8, 64), generator=torch.Generator().manual_seed(0))
+    codes = codes.to(torch.uint8)
+    expected = (codes[:, ::2] << 4) | codes[:, 1::2]
+    assert torch.equal(even_in_high_nibble(pack_int4(codes)), expected)
 
 
 def test_tinygemm_takes_gpt2_xl_shapes_with_groups_of_64_not_128():

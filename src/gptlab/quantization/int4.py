@@ -78,6 +78,12 @@ def unpack_int4(packed: Tensor) -> Tensor:
     return torch.stack((low, high), dim=-1).reshape(packed.size(0), -1)  # (out, in)
 
 
+def even_in_high_nibble(packed: Tensor) -> Tensor:
+    """Our bytes (out, in / 2), even feature low, as tinygemm's packing wants them: the even
+    feature in the high nibble. A swap of the nibbles (uint8 drops the bits shifted out)."""
+    return ((packed << 4) | (packed >> 4)).contiguous()
+
+
 def tinygemm_scales_and_zeros(scale: Tensor, zero: Tensor) -> Tensor:
     """Our scale and zero (out, G) -> tinygemm's (G, out, 2) bfloat16: [scale, (8 - z) · scale]."""
     float_zero = (TINYGEMM_MID - zero.float()) * scale  # (out, G): w at code 8
@@ -167,10 +173,8 @@ class Int4Linear(nn.Module):
             return True
         if torch.compiler.is_compiling():
             return False
-        codes = unpack_int4(self.weight)  # (out, in)
-        high_first = (codes[:, 0::2] << 4) | codes[:, 1::2]  # tinygemm's nibble order
         self.tinygemm_weight = torch.ops.aten._convert_weight_to_int4pack(
-            high_first.contiguous(), inner_k_tiles(self.in_features)
+            even_in_high_nibble(self.weight), inner_k_tiles(self.in_features)
         )  # int32 (out / 8, in / (16 · tiles), 32, tiles / 2)
         self.tinygemm_scales_and_zeros = tinygemm_scales_and_zeros(self.scale, self.zero)
         return True
