@@ -116,6 +116,11 @@ def parse_args() -> argparse.Namespace:
         help="quality: the methods to evaluate (fp8 only with --device cuda)",
     )
     add("--device", default="cpu", help="quality: where to evaluate, cpu or cuda (default cpu)")
+    add(
+        "--quality-tokens",
+        type=int,
+        help="quality: evaluate on the first N tokens of the validation split (default: all)",
+    )
     add("--quick", action="store_true", help="a smoke run: 1 repetition, 8 new tokens")
     add("--report-json", help="write the results here as JSON")
     args = parser.parse_args()
@@ -419,7 +424,7 @@ def measure_quality(args) -> dict:
     split = TokenData.from_file(
         resolve_text(data["data"]), tokenizer, data.get("val_fraction", 0.1)
     )
-    val = split.val
+    val = split.val[: args.quality_tokens]
     offsets = np.linspace(0, len(val) - 17, 8).astype(int)
     prompts = [[int(t) for t in val[o : o + 16]] for o in offsets]
     greedy = GenerationConfig(max_new_tokens=32, strategy="greedy", eos_id=None)

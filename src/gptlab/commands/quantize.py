@@ -17,7 +17,7 @@ examples:
   gptlab quantize runs/spam-merged --method int8-weight --out runs/spam-int8   # a classifier
   gptlab quantize runs/gpt2-mini --method int8-static --out runs/gpt2-mini-static
                   # calibrated on 8 batches of the run's own training split
-  gptlab quantize gpt2 --method int8-static --calibration-data tinyshakespeare \
+  gptlab quantize gpt2 --method int8-static --calibration-data tinyshakespeare \\
                   --calibration-batches 16 --observer percentile --out runs/gpt2-static
   gptlab quantize runs/gpt2-mini --method fp8 --fp8-scaling tensor --out runs/gpt2-mini-fp8
                   # needs a CUDA GPU of compute capability 8.9 or more (H100, H200)
