@@ -7,10 +7,11 @@ remembers what it saw (the post-training static quantization of Jacob et al. 201
 3, and of `torch.ao.quantization`'s prepare / calibrate / convert):
 
 - `max`: the largest |x| over every batch. Nothing calibration saw is clipped; one outlier
-  (GPT-2 has a few activation channels a hundred times the others, Dettmers et al. 2022,
-  "LLM.int8()") then sets the step for every other value. This is gptlab's default: an
-  outlier channel of a transformer carries meaning, and clipping it costs more than the
-  coarser step (see docs/quantization.md for the measured comparison).
+  (large transformers have a few activation channels many times the others, Dettmers et al.
+  2022, "LLM.int8()") then sets the step for every other value. This is gptlab's default: an
+  outlier channel of a transformer carries meaning, and clipping it changes what the next
+  layer computes, where the coarser step spreads small noise over every value
+  (docs/quantization.md has the comparison measured on a small model, where it is a wash).
 - `percentile`: the p-th percentile of |x| (default 99.99), averaged over batches. The
   rarest values are clipped to ±127 steps; the rest get a finer step.
 
