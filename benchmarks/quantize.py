@@ -24,8 +24,9 @@ not installed on the machines this ran on (and not a dependency).
   (`torch._scaled_mm`, compute capability 8.9 or more); tokens/s, the ratio to bf16, the share
   of --peak-bandwidth reached (bytes of weights read a step x steps/s; the KV cache, under 1%
   of the bytes here, is left out), and the peak GPU memory of each (torch.cuda
-  .max_memory_allocated: weights, KV cache, activations, CUDA graph pools). Every method gets a
-  fresh compile (its warm-up time is printed): about a minute each on an H200.
+  .max_memory_allocated: weights, KV cache, activations, CUDA graph pools). Every row gets a
+  fresh compile, its warm-up time printed (not yet measured on an H200: split the part with
+  --gpu-batches 1, then --gpu-batches 16, if one command must stay under 10 minutes).
 - quality (with --run RUN, a trained language-model run): the validation perplexity of the
   run's own split under each method and the peer, its increase over float32, and the share of
   greedy tokens equal to float32's over fixed prompts (8 prompts of 16 validation tokens, 32
