@@ -7,8 +7,9 @@
 #
 # This lesson builds the pieces by hand on small tensors and checks each against
 # `gptlab.quantization`: a scale and a zero point, one scale per tensor against one per row,
-# an int8 matrix product in integers, int4 in groups with two values a byte, and the bytes a
-# decoded token reads. Then `quantize_model` quantizes a tiny GPT that we first train on a toy
+# an int8 matrix product in integers, activation scales fixed by calibration (static) against
+# scales computed per token (dynamic), 8-bit floats (fp8), int4 in groups with two values a
+# byte, and the bytes a decoded token reads. Then `quantize_model` quantizes a tiny GPT that we first train on a toy
 # task, and we compare its logits and its greedy tokens with the float model's. The docs page
 # "Quantization" has the commands and measured figures on real models.
 
@@ -22,13 +23,19 @@ from gptlab.config import GPTConfig
 from gptlab.generation import GenerationConfig, generate
 from gptlab.models.gpt import GPT
 from gptlab.quantization import QuantConfig, quantize_model
+from gptlab.quantization.fp8 import FP8, dequantize_fp8, quantize_fp8
 from gptlab.quantization.int4 import (
     dequantize_groupwise,
     pack_int4,
     quantize_groupwise,
     unpack_int4,
 )
-from gptlab.quantization.int8 import dequantize, int_mm_runs, quantize_per_channel
+from gptlab.quantization.int8 import (
+    dequantize,
+    int_mm_runs,
+    quantize_per_channel,
+    quantize_with_scale,
+)
 
 torch.manual_seed(0)
 torch.set_printoptions(precision=4, sci_mode=False)
@@ -171,6 +178,73 @@ print(
 print(f"relative to the outputs: {mm_error.max() / y_float.abs().max():.2%}")
 
 # %% [markdown]
+# ## Static: the activations' scale fixed beforehand
+#
+# Above, each token got its own scale as it arrived (**dynamic**): a max over the token before
+# every product. **Static** quantization fixes one scale per layer beforehand, by
+# **calibration**: run the float model on a sample of text and record the largest |x| each
+# layer's input reached; the scale is that over 127. No max at run time, and every scale is
+# known before the data (integer-only hardware needs that). The price: one step for every
+# token, set by the largest one calibration saw, so small tokens get a coarse step, and a token
+# beyond the calibrated range is clipped at ±127 steps.
+
+# %%
+torch.manual_seed(6)
+sample = torch.randn(200, 64)  # the activations calibration saw: 200 tokens
+static_scale = sample.abs().max() / 127  # the max observer
+fresh = torch.randn(4, 64)  # tokens at run time
+fresh[0] *= 0.1  # a quiet token
+fresh[3] *= 3  # a token far beyond the calibrated range
+static_q = (fresh / static_scale).round().clamp(-127, 127)  # by hand
+gptlab_static = torch.equal(quantize_with_scale(fresh, static_scale).float(), static_q)
+static_error = (static_q * static_scale - fresh).abs().amax(1)  # per token
+dynamic_error = (dequantize(*quantize_per_channel(fresh)) - fresh).abs().amax(1)
+clipped = int((fresh.abs() > 127.5 * static_scale).sum())
+for t in range(4):
+    print(
+        f"token {t}: max|x| {fresh[t].abs().max():.3f}  largest error: static "
+        f"{static_error[t]:.4f}, dynamic {dynamic_error[t]:.4f}"
+    )
+print(f"values clipped by the static scale: {clipped}; gptlab's the same: {gptlab_static}")
+
+# %% [markdown]
+# The quiet token pays the most: its values are rounded with a step made for tokens 30 times
+# larger. The loud one is clipped. `gptlab quantize --method int8-static` calibrates on text
+# (`--calibration-data`, or the run's own training split) and stores each layer's scale as
+# `input_scale`; `--observer percentile` clips the rarest values on purpose for a finer step.
+#
+# ## fp8: 8-bit floats
+#
+# An H100 or H200 multiplies 8-bit **floats** in its tensor cores. `float8_e4m3fn` has 4
+# exponent bits and 3 mantissa bits: its levels are spaced like a float's, dense near zero and
+# sparse near its largest value, 448. So rounding moves a value by at most 1/16 of itself
+# (relative), where int8 moves every value by up to half of one fixed step (absolute). Scaled
+# so that a row's largest value maps to 448, as int8 maps it to 127:
+
+# %%
+levels = torch.tensor([0.01, 0.1, 1.0, 3.3, 300.0]).to(FP8).float()
+print("0.01, 0.1, 1, 3.3, 300 in e4m3:", [round(v, 5) for v in levels.tolist()])
+torch.manual_seed(7)
+W2 = torch.randn(16, 256) * 0.02  # a weight matrix of ordinary rows
+w8, s8 = quantize_fp8(W2, per_row=True)  # (16, 256) fp8, (16, 1) float32
+fp8_error = (dequantize_fp8(w8, s8) - W2).abs()
+int8_row_error = (dequantize(*quantize_per_channel(W2)) - W2).abs()
+row_max = W2.abs().amax(1, keepdim=True)
+bands = {"tiny (< max/32)": W2.abs() < row_max / 32, "large (> max/4)": W2.abs() > row_max / 4}
+for band, where in bands.items():
+    print(
+        f"mean error of the {band} weights: fp8 {fp8_error[where].mean():.6f}, "
+        f"int8 {int8_row_error[where].mean():.6f}"
+    )
+
+# %% [markdown]
+# Tiny weights keep more of their precision in fp8, large ones less: with 3 mantissa bits
+# a value near the top of a row is rounded to one of 8 levels per power of two, where int8
+# has 32 levels between max/4 and max. gptlab's
+# `fp8` method quantizes weights this way once and activations per token at run time, and
+# multiplies through `torch._scaled_mm` on GPUs of compute capability 8.9 or more; elsewhere
+# it is refused (the tests run its reference product, the dequantized operands multiplied).
+#
 # ## int4 in groups
 #
 # Four bits give 16 levels. One scale per row of 768 weights would be too coarse: one large
@@ -317,8 +391,10 @@ with torch.no_grad():
 float_tokens = generate(model, prompts, greedy)
 
 results = {}
-for method in ("int8-dynamic", "int8-weight", "int4-weight"):
-    quantized = quantize_model(copy.deepcopy(model), QuantConfig(method, group_size=32))
+calibration = [sequences(32)[:, :-1] for _ in range(4)]  # int8-static's sample of text
+for method in ("int8-dynamic", "int8-static", "int8-weight", "int4-weight"):
+    settings = QuantConfig(method, group_size=32)
+    quantized = quantize_model(copy.deepcopy(model), settings, calibration)
     with torch.no_grad():
         logits = quantized(test, all_logits=True)[0]
     tokens = generate(quantized, prompts, greedy)
@@ -362,6 +438,13 @@ assert torch.allclose(error_row[0], error_tensor[0]), "the outlier row has the s
 assert zeroed > 0 and same_as_hand
 assert exact_ints and accumulated.dtype == torch.int32
 assert (mm_error <= mm_bound * (1 + 1e-5) + 1e-5).all() and mm_error.max() > 0
+assert gptlab_static and clipped > 0
+assert static_error[0] > 3 * dynamic_error[0], "the quiet token pays for the shared step"
+assert (dynamic_error <= quantize_per_channel(fresh)[1] / 2 * (1 + 1e-5)).all()
+tiny, large = bands.values()
+assert fp8_error[tiny].mean() < int8_row_error[tiny].mean() / 2, "fp8: finer near zero"
+assert fp8_error[large].mean() > int8_row_error[large].mean() * 2, "int8: finer near the max"
+assert (fp8_error <= torch.maximum(W2.abs() / 16, s8 * 2**-10) * (1 + 1e-5)).all()
 assert byte.item() == 195 and round_trip and packed.shape == (64, 128)
 assert within_half_step, "int4 rounds within half a step of its group"
 assert int8_error < int4_error < 40 * int8_error
@@ -373,6 +456,7 @@ assert 3.8 < per_token["float32"] / per_token["int8"] < 4
 assert 1.4 < per_token["int8"] / per_token["int4"] < 2, "less than 2x: the table stays int8"
 assert results["int8-dynamic"][0] < 0.05 and results["int8-weight"][0] < 0.02
 assert results["int4-weight"][0] < 0.1
+assert results["int8-static"][0] < 0.05 and results["int8-static"][1] > 0.9
 assert results["int8-dynamic"][1] > 0.9 and results["int8-weight"][1] > 0.9
 assert results["int4-weight"][1] > 0.75
 assert (

@@ -23,6 +23,7 @@ from gptlab.generation.loop import generate
 from gptlab.models.classifier import GPTClassifier
 from gptlab.models.gpt import GPT
 from gptlab.quantization import QuantConfig, quantize_model
+from gptlab.quantization import calibration as calibration_module
 from gptlab.quantization import int4 as int4_module
 from gptlab.quantization import int8 as int8_module
 from gptlab.quantization.int4 import (
@@ -45,7 +46,7 @@ from gptlab.runs import load_run, task_sections, write_run_config
 from gptlab.training.checkpoint import MODEL_FILE, save_weights
 
 CONFIG = GPTConfig(vocab_size=256, context_length=32, n_layer=2, n_head=2, n_embd=64, dropout=0.0)
-BUILT = ("int8-dynamic", "int8-weight", "int4-weight")
+BUILT = ("int8-dynamic", "int8-static", "int8-weight", "int4-weight")
 EPS = 1e-5  # float32 rounding in the reference computations of the bounds
 
 
@@ -63,6 +64,17 @@ def weights_with_outliers(out_features=24, in_features=64, seed=0) -> torch.Tens
 def tiny_gpt(seed=0) -> GPT:
     torch.manual_seed(seed)
     return GPT(CONFIG).eval()
+
+
+def text_batches(count=3, seed=5) -> list[torch.Tensor]:
+    """Batches of token ids (B, T) for int8-static to calibrate on."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, CONFIG.vocab_size, (4, 24), generator=generator) for _ in range(count)]
+
+
+def quantize(model: nn.Module, config: QuantConfig) -> nn.Module:
+    """`quantize_model`, with calibration batches for int8-static."""
+    return quantize_model(model, config, text_batches() if config.method == "int8-static" else None)
 
 
 def linear_with_outliers() -> nn.Linear:
@@ -288,10 +300,12 @@ def test_a_tied_gpt_keeps_one_int8_table_for_wte_and_lm_head():
 
 # Largest logit change over the largest logit, and share of greedy tokens kept. Measured on this
 # random tiny GPT: 0.8% (int8-dynamic, readable), 1.6% (int8-dynamic through fbgemm, whose
-# per-tensor activation step is coarser), 0.6% and 4.7%, every token kept; the limits leave room
-# for another platform's rounding, not for a broken method (a wrong scale moves logits by 100%).
+# per-tensor activation step is coarser), 0.6% and 4.7%, every token kept; int8-static 1.6%
+# (one calibrated scale a layer: coarser than each token's own). The limits leave room for
+# another platform's rounding, not for a broken method (a wrong scale moves logits by 100%).
 CLOSENESS = {
     "int8-dynamic": (0.02, 0.9),
+    "int8-static": (0.03, 0.9),
     "int8-dynamic fbgemm": (0.03, 0.9),
     "int8-weight": (0.02, 0.9),
     "int4-weight": (0.1, 0.75),
@@ -303,7 +317,7 @@ def test_a_quantized_gpt_stays_close_to_the_float_one(method, monkeypatch):
     monkeypatch.setattr(int8_module, "FAST_CPU", method.endswith("fbgemm"))
     model = tiny_gpt()
     config = QuantConfig(method.removesuffix(" fbgemm"), group_size=32)
-    quantized = quantize_model(copy.deepcopy(model), config)
+    quantized = quantize(copy.deepcopy(model), config)
     idx = torch.randint(0, CONFIG.vocab_size, (4, 24), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         reference, _ = model(idx, all_logits=True)
@@ -337,9 +351,9 @@ def test_a_group_size_that_does_not_divide_a_layer_is_refused_and_changes_nothin
 
 @pytest.mark.parametrize(
     "method, message",
-    [("int8-static", "calibration .* not implemented yet"), ("fp8", "cannot run on cpu")],
+    [("int8-static", "needs text to calibrate"), ("fp8", "cannot run on cpu")],
 )
-def test_methods_gptlab_does_not_have_or_this_device_cannot_run_are_refused(method, message):
+def test_int8_static_without_text_and_fp8_on_a_cpu_are_refused(method, message):
     with pytest.raises(ConfigError, match=message):
         quantize_model(tiny_gpt(), QuantConfig(method))
 
@@ -351,7 +365,7 @@ def write_quantized_run(path: Path, method: str) -> nn.Module:
     from gptlab.tokenizers import get_tokenizer
 
     config = QuantConfig(method, group_size=32)
-    model = quantize_model(tiny_gpt(), config)
+    model = quantize(tiny_gpt(), config)
     path.mkdir()
     save_weights(model, path / MODEL_FILE)
     get_tokenizer("char", "abcdefgh").save(path / "tokenizer")
@@ -375,6 +389,7 @@ def test_a_quantized_run_loads_its_int_weights_as_saved_without_quantizing(
         for module, name in [
             (int8_module, "quantize_per_channel"),
             (int4_module, "quantize_groupwise"),
+            (calibration_module, "observe_inputs"),
         ]:
             patch.setattr(module, name, refuse)
         model, _, _ = load_run(tmp_path / "run")
@@ -488,7 +503,16 @@ def test_quantize_int4_with_a_group_size(language_model, tmp_path):  # noqa: F81
         (["--method", "int4-weight", "--group-size", "24"], "does not divide"),
         (["--method", "int8-weight", "--group-size", "32"], "--group-size is for int4-weight"),
         (["--method", "fp8", "--device", "cpu"], "fp8 cannot run on cpu: it needs a CUDA GPU"),
-        (["--method", "int8-static"], "int8-static: calibration"),
+        (["--method", "int8-static"], "names no training data: pass --calibration-data"),
+        (
+            ["--method", "int8-static", "--calibration-data", "no-such.txt"],
+            "no-such.txt is neither",
+        ),
+        (["--method", "int8-weight", "--calibration-batches", "4"], "is for int8-static"),
+        (["--method", "int8-static", "--calibration-batches", "0"], "must be 1 or more"),
+        (["--method", "int8-static", "--percentile", "99"], "is for --observer percentile"),
+        (["--method", "fp8", "--observer", "max"], "--observer is for int8-static, not fp8"),
+        (["--method", "int8-dynamic", "--fp8-scaling", "row"], "--fp8-scaling is for fp8"),
     ],
 )
 def test_bad_quantize_input_is_one_line_and_exit_2(language_model, tmp_path, capsys, args, message):  # noqa: F811

@@ -261,10 +261,14 @@ def _quantization_rows(config: dict) -> list[tuple[str, str]]:
     from gptlab.quantization import QuantConfig
 
     section = config["quantization"]
-    return [
+    rows = [
         ("quantization", QuantConfig.from_dict(section).describe()),
         ("quantized from", section.get("source", "?")),
     ]
+    if "calibration" in section:  # int8-static: what its activation scales were fixed on
+        record = section["calibration"]
+        rows.append(("calibrated on", f"{record['tokens']:,} tokens of {record['data']}"))
+    return rows
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -50,8 +50,11 @@ def resumed_config(run_dir: Path, task: str, changed: dict, adapter=None) -> dic
 def check_base(info: dict, adapter, rest: dict) -> None:
     """Refuse what fine-tuning cannot do with a quantized base. An adapter over a base of
     `int8-weight` or `int4-weight` trains (QLoRA: the base stays quantized and frozen); the
-    integer weights themselves cannot train, and under `int8-dynamic` the activations are
-    rounded on their way in, so no gradient reaches an adapter below a quantized layer."""
+    integer weights themselves cannot train, and a method that rounds activations on their way
+    in (int8-dynamic, int8-static, fp8) lets no gradient reach an adapter below a quantized
+    layer."""
+    from gptlab.quantization import METHODS
+
     quantization = info.get("config", {}).get("quantization")
     if not quantization:
         return
@@ -61,9 +64,9 @@ def check_base(info: dict, adapter, rest: dict) -> None:
             f"{info['source']} is quantized ({method}): its integer weights cannot train; add "
             f"--lora or --prompt-tuning to train an adapter over it, or fine-tune its source, {source}"
         )
-    if method == "int8-dynamic":
+    if METHODS[method].activations:
         raise ConfigError(
-            f"{info['source']} is quantized with int8-dynamic, which rounds activations, so no "
+            f"{info['source']} is quantized with {method}, which rounds activations, so no "
             "gradient reaches an adapter through it: quantize with int8-weight or int4-weight "
             "for QLoRA"
         )

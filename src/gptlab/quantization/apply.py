@@ -10,6 +10,11 @@ row) stay float.
 `quantized_skeleton` makes the same swap with empty modules of the right shapes, so a saved
 quantized state dict loads into it without quantizing anything again.
 
+`int8-static` needs batches of text to calibrate on (`calibration=`): the float model reads them
+first, with an observer at the input of each Linear to be quantized
+(`gptlab.quantization.calibration`), and each quantized layer keeps the scale its observer
+chose as its `input_scale`, saved with the weights.
+
 A method is built when `LINEAR_MODULES` has it: the module that replaces a Linear, and the
 options the config gives it (a later method adds a line there and its module). The tied table
 is int8 for every method: int4 would make GPT-2's most sensitive layer (both the input and the
@@ -18,13 +23,14 @@ output) the coarsest, to save 19 MB.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from gptlab.errors import ConfigError
 from gptlab.quantization.config import METHODS, QuantConfig
+from gptlab.quantization.fp8 import Fp8Linear
 from gptlab.quantization.int4 import Int4Linear
 from gptlab.quantization.int8 import Int8Embedding, Int8Linear, Int8TiedHead
 
@@ -33,9 +39,14 @@ from gptlab.quantization.int8 import Int8Embedding, Int8Linear, Int8TiedHead
 # **options)`, quantized.
 LINEAR_MODULES: dict[str, tuple[type[nn.Module], Callable[[QuantConfig], dict]]] = {
     "int8-dynamic": (Int8Linear, lambda config: {"mode": "dynamic"}),
+    "int8-static": (Int8Linear, lambda config: {"mode": "static"}),
     "int8-weight": (Int8Linear, lambda config: {"mode": "weight"}),
     "int4-weight": (Int4Linear, lambda config: {"group_size": config.group_size}),
+    "fp8": (Fp8Linear, lambda config: {"scaling": config.fp8_scaling}),
 }
+# The tied int8 head's mode: it quantizes its input as the method's other layers do; the
+# weight-only methods and fp8 (whose head is this int8 table too) multiply it by floats.
+HEAD_MODES = {"int8-dynamic": "dynamic", "int8-static": "static"}
 
 
 def check_method(config: QuantConfig, device: torch.device | str = "cpu") -> None:
@@ -63,12 +74,34 @@ def check_built(config: QuantConfig) -> None:
         raise ConfigError(f"{config.method}: {missing}")
 
 
-def quantize_model(model: nn.Module, config: QuantConfig) -> nn.Module:
-    """Quantize `model` (a GPT or GPTClassifier) in place; return it, in eval mode."""
+def quantize_model(
+    model: nn.Module, config: QuantConfig, calibration: Iterable[Tensor] | None = None
+) -> nn.Module:
+    """Quantize `model` (a GPT or GPTClassifier) in place; return it, in eval mode.
+
+    `calibration`: for int8-static, batches of token ids (B, T) that fix the activation scales.
+    """
     check_method(config, _device_of(model))
+    scales = None
+    if config.method == "int8-static":
+        if calibration is None:
+            raise ConfigError("int8-static needs text to calibrate its activation scales on")
+        scales = calibrate(model.eval(), config, calibration)
     with torch.no_grad():
         _swap(model, config, empty=False)
+        for name, scale in (scales or {}).items():
+            model.get_submodule(name).input_scale.fill_(scale)
     return model.eval()
+
+
+def calibrate(model: nn.Module, config: QuantConfig, batches: Iterable[Tensor]) -> dict:
+    """{name: activation scale} of every Linear that int8-static quantizes, from the float model's
+    inputs over `batches`."""
+    from gptlab.quantization.calibration import input_scales, observe_inputs
+
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    observed = observe_inputs(model, batches, names, config.observer, config.percentile)
+    return input_scales(observed)
 
 
 def quantized_skeleton(model: nn.Module, config: QuantConfig) -> nn.Module:
@@ -129,9 +162,7 @@ def _swap(model: nn.Module, config: QuantConfig, empty: bool) -> None:
                 if empty
                 else Int8Embedding.from_embedding(table)
             )
-            # int8-dynamic's head quantizes its input too; every other method's reads floats.
-            mode = "dynamic" if config.method == "int8-dynamic" else "weight"
-            body.lm_head = Int8TiedHead(body.wte, mode)
+            body.lm_head = Int8TiedHead(body.wte, HEAD_MODES.get(config.method, "weight"))
     cls, options = LINEAR_MODULES[config.method]
     for name, linear in linears:
         if id(linear) in tied_heads:

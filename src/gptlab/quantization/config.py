@@ -3,7 +3,7 @@
 Torch-free, like `gptlab.config`: a run's `quantization` section can be read and checked
 without building the model. Each method says which devices run it and, until it is built, what
 is missing; `gptlab.quantization.apply` maps a built method to the module that replaces a
-Linear. A new method (torchao's kernels, fp8, static int8) is a new entry here and there.
+Linear. A new method (torchao's kernels, say) is a new entry here and there.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Method:
     summary: str
     devices: tuple[str, ...]  # device types that can run it: "cpu", "cuda", "mps"
     weight_bits: int
+    activations: bool = False  # whether it rounds activations too (then no gradient passes)
     min_capability: tuple[int, int] | None = None  # a CUDA compute capability it needs
     missing: str | None = None  # what is not built yet; None when the method works
 
@@ -30,6 +31,13 @@ METHODS = {
         "int8 weights per output channel, activations quantized per token at run time",
         ("cpu", "cuda"),
         weight_bits=8,
+        activations=True,
+    ),
+    "int8-static": Method(
+        "int8 weights per output channel, activations per tensor with scales fixed by calibration",
+        ("cpu", "cuda"),
+        weight_bits=8,
+        activations=True,
     ),
     "int8-weight": Method(
         "int8 weights per output channel, float activations: weight-only",
@@ -41,29 +49,30 @@ METHODS = {
         ("cpu", "cuda", "mps"),
         weight_bits=4,
     ),
-    "int8-static": Method(
-        "int8 weights and activations, the activation scales fixed by calibration",
-        ("cpu", "cuda"),
-        weight_bits=8,
-        missing="calibration on a sample of text (--calibration-data) is not implemented yet",
-    ),
     "fp8": Method(
-        "float8 (e4m3) weights and activations, scaled per tensor",
+        "float8 (e4m3) weights and activations, scaled per row or per tensor",
         ("cuda",),
         weight_bits=8,
+        activations=True,
         min_capability=(8, 9),
-        missing="float8 kernels (through torchao) are not implemented yet",
     ),
 }
 DEFAULT_GROUP_SIZE = 128  # int4's group along the input: the usual choice of GPTQ and torchao
+OBSERVERS = ("max", "percentile")  # int8-static: what an activation scale is calibrated from
+DEFAULT_PERCENTILE = 99.99
+# fp8: one scale a row (a weight's output channel, an activation's token) or one a tensor
+FP8_SCALINGS = ("row", "tensor")
 
 
 @dataclass
 class QuantConfig:
-    """How to quantize a model: the method, and for int4-weight the group size."""
+    """How to quantize a model: the method and the settings of the methods that have some."""
 
     method: str = "int8-dynamic"
     group_size: int = DEFAULT_GROUP_SIZE  # int4-weight: input features that share a scale
+    observer: str = "max"  # int8-static: each input scale from the max or a percentile of |x|
+    percentile: float = DEFAULT_PERCENTILE  # int8-static with observer="percentile"
+    fp8_scaling: str = "row"  # fp8: weights per output channel and activations per token
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -74,6 +83,14 @@ class QuantConfig:
         if isinstance(size, bool) or not isinstance(size, int) or size < 2 or size % 2:
             # Two 4-bit values share a byte, so a group must hold whole bytes.
             raise ConfigError(f"the group size must be an even number of 2 or more, got {size}")
+        if self.observer not in OBSERVERS:
+            raise ConfigError(f"unknown observer {self.observer!r} (known: {', '.join(OBSERVERS)})")
+        if not 50 < self.percentile <= 100:
+            raise ConfigError(f"the percentile must be in (50, 100], got {self.percentile}")
+        if self.fp8_scaling not in FP8_SCALINGS:
+            raise ConfigError(
+                f"unknown fp8 scaling {self.fp8_scaling!r} (known: {', '.join(FP8_SCALINGS)})"
+            )
 
     @property
     def spec(self) -> Method:
@@ -89,5 +106,13 @@ class QuantConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
     def describe(self) -> str:
-        group = f", groups of {self.group_size}" if self.method == "int4-weight" else ""
-        return f"{self.method} ({self.spec.summary}{group})"
+        settings = {
+            "int4-weight": f", groups of {self.group_size}",
+            "int8-static": f", {self.observer_name} observer",
+            "fp8": f", scaled per {self.fp8_scaling}",
+        }
+        return f"{self.method} ({self.spec.summary}{settings.get(self.method, '')})"
+
+    @property
+    def observer_name(self) -> str:
+        return f"{self.percentile:g}th percentile" if self.observer == "percentile" else "max"

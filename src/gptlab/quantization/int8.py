@@ -14,11 +14,19 @@ Two ways to run a quantized Linear (`Int8Linear`):
 
 - "weight" (weight-only): y = (x @ W_qᵀ) · w_s + b, the int8 weight widened to x's dtype.
   Decoding one token reads every weight once, so a quarter of the bytes is the speed-up where a
-  fused kernel reads int8 directly (a GPU); this readable form widens the whole weight first.
+  fused kernel reads int8 directly. Eager, this widens the whole weight first; under
+  torch.compile on a GPU the widening is fused into the matrix-vector product, which then
+  reads int8 from memory (gpt-fast's int8 path is the same line).
 - "dynamic": each token's activations are quantized as they arrive (the same per-row rule,
   a row being a token), and the product is int8 x int8 -> int32, rescaled by x_s · w_s
   (Jacob et al. 2018, section 2.2, without zero points). `torch._int_mm` does it on the CPU
-  and, for large enough shapes, on CUDA; elsewhere an exact integer product stands in.
+  and on CUDA (a few rows padded to the 17 cuBLASLt wants); elsewhere an exact integer
+  product stands in.
+- "static": the same product, but x_s is one number per layer fixed beforehand by calibration
+  (`gptlab.quantization.calibration`) and stored as the buffer `input_scale`: no max over
+  each token at run time, and the scale is known before the data, which is what integer-only
+  hardware needs. The cost: a token larger than anything calibration saw saturates at
+  ±127 · x_s, and one scale for every token is coarse for the small ones.
 
 On the CPU, "dynamic" has a second, fast path (`FbgemmWeight`): the same int8 values and scales
 handed to fbgemm, PyTorch's x86 int8 kernels (the ones `torch.ao.quantization.quantize_dynamic`
@@ -40,10 +48,11 @@ import warnings
 import weakref
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 QMAX = 127  # symmetric: -128 is left out, so q and -q are both representable
-MODES = ("weight", "dynamic")
+MODES = ("weight", "dynamic", "static")
 TINY_SCALE = 1e-12  # the scale of an all-zero row: anything positive maps it to zeros
 FAST_CPU = True  # int8-dynamic through fbgemm on an x86 CPU; False: the readable path everywhere
 
@@ -61,40 +70,70 @@ def dequantize(q: Tensor, scale: Tensor, dtype=torch.float32) -> Tensor:
     return q.to(dtype) * scale.to(dtype)[:, None]
 
 
+CUDA_INT_MM_MIN_ROWS = 17  # cuBLASLt's int8 product wants M > 16 (meta__int_mm)
+
+
 def int_mm_runs(a: Tensor, b: Tensor) -> bool:
     """Whether `torch._int_mm(a, b.t())` runs for int8 a (M, K) and b (N, K) on their device.
 
-    The CPU kernel takes any shape. The CUDA one (cuBLASLt) wants M > 16 and K and N multiples
-    of 8 (torch/_meta_registrations.py, meta__int_mm); decoding a few rows falls outside that.
+    The CPU kernel takes any shape. The CUDA one (cuBLASLt) wants M > 16, K at least 16 and K
+    and N multiples of 8 (aten/src/ATen/native/cuda/Blas.cpp, _int_mm_out_cuda); `int8_matmul`
+    pads fewer rows with zeros.
     """
     if not hasattr(torch, "_int_mm"):
         return False
     if a.device.type == "cpu":
         return True
     if a.device.type == "cuda":
-        M, K = a.shape
-        return M > 16 and K % 8 == 0 and b.size(0) % 8 == 0
+        K = a.size(1)
+        return K >= 16 and K % 8 == 0 and b.size(0) % 8 == 0
     return False
 
 
 def int8_matmul(a: Tensor, b: Tensor) -> Tensor:
     """a (M, K) int8 times b (N, K) int8 transposed: the exact int32 product (M, N)."""
     if int_mm_runs(a, b):
-        return torch._int_mm(a, b.t())
+        M = a.size(0)
+        if a.device.type == "cuda" and M < CUDA_INT_MM_MIN_ROWS:
+            a = torch.nn.functional.pad(a, (0, 0, 0, CUDA_INT_MM_MIN_ROWS - M))  # zero rows
+        return torch._int_mm(a, b.t())[:M]
     # float64 holds every partial sum exactly (each term is at most 127², so up to 2^53 / 127²
     # terms), and unlike int32 matmul it runs on CUDA.
     return (a.double() @ b.double().t()).to(torch.int32)
 
 
-def int8_linear(x: Tensor, weight: Tensor, scale: Tensor, bias: Tensor | None, mode: str) -> Tensor:
-    """y = x Wᵀ + b for an int8 weight (out, in) with per-row `scale` (out,); x (..., in)."""
+def quantize_with_scale(x: Tensor, scale: Tensor) -> Tensor:
+    """Floats -> int8 with a scale fixed beforehand: round(x / scale), saturating at ±127."""
+    return (x.float() / scale).round().clamp(-QMAX, QMAX).to(torch.int8)
+
+
+def int8_linear(
+    x: Tensor,
+    weight: Tensor,
+    scale: Tensor,
+    bias: Tensor | None,
+    mode: str,
+    input_scale: Tensor | None = None,
+) -> Tensor:
+    """y = x Wᵀ + b for an int8 weight (out, in) with per-row `scale` (out,); x (..., in).
+
+    `input_scale` (a 0-d tensor) is the calibrated activation scale of mode "static"."""
     if mode == "weight":
-        y = (x @ weight.t().to(x.dtype)) * scale.to(x.dtype)  # (..., out)
+        # Widen, multiply, rescale (gpt-fast's line): compiled, the widening fuses into the
+        # product. The scale is in the float model's dtype (`from_linear`); Inductor then
+        # rewrites this line into its int8 weight-only kernel (aten._weight_int8pack_mm), or,
+        # for one row, into a fused reduction. A scale of another dtype is multiplied as it is
+        # (a cast here would be a pattern Inductor's rewrite fails on, torch 2.15).
+        y = (F.linear(x, weight.to(x.dtype)) * scale).to(x.dtype)  # (..., out)
     else:
         rows = x.reshape(-1, x.size(-1))  # (N, in): one row per token
-        x_q, x_scale = quantize_per_channel(rows)  # (N, in) int8, (N,)
+        if mode == "dynamic":
+            x_q, x_scale = quantize_per_channel(rows)  # (N, in) int8, (N,)
+            x_scale = x_scale[:, None]  # (N, 1): one scale a token
+        else:
+            x_q, x_scale = quantize_with_scale(rows, input_scale), input_scale  # one for all
         accumulated = int8_matmul(x_q, weight)  # (N, out) int32
-        y = accumulated.float() * x_scale[:, None] * scale.float()  # (N, out)
+        y = accumulated.float() * x_scale * scale.float()  # (N, out)
         y = y.to(x.dtype).reshape(*x.shape[:-1], -1)  # (..., out)
     return y if bias is None else y + bias.to(y.dtype)
 
@@ -184,7 +223,8 @@ class Int8Linear(nn.Module):
     """A Linear whose weight is int8 with one scale per output channel (see the module doc).
 
     Buffers, not parameters: a quantized weight does not train. `weight`, `scale` and `bias`
-    keep the Linear's names, so a state dict reads `c_attn.weight` (int8), `c_attn.scale`.
+    keep the Linear's names, so a state dict reads `c_attn.weight` (int8), `c_attn.scale`;
+    mode "static" adds `c_attn.input_scale`, set by calibration (1 until then).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool, mode: str):
@@ -195,12 +235,14 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("scale", torch.ones(out_features))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        self.register_buffer("input_scale", torch.ones(()) if mode == "static" else None)
         self.fbgemm = FbgemmWeight()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, mode: str) -> Int8Linear:
         module = cls(linear.in_features, linear.out_features, linear.bias is not None, mode)
-        module.weight, module.scale = quantize_per_channel(linear.weight.detach())
+        module.weight, scale = quantize_per_channel(linear.weight.detach())
+        module.scale = scale.to(linear.weight.dtype)  # the float model's dtype, as its outputs
         if linear.bias is not None:
             module.bias = linear.bias.detach().clone()
         return module.to(linear.weight.device)
@@ -208,7 +250,7 @@ class Int8Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "dynamic" and fast_path_runs(x, self.weight):
             return self.fbgemm.linear(x, self.weight, self.scale, self.bias)
-        return int8_linear(x, self.weight, self.scale, self.bias, self.mode)
+        return int8_linear(x, self.weight, self.scale, self.bias, self.mode, self.input_scale)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
@@ -228,7 +270,10 @@ class Int8Embedding(nn.Module):
     def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
         multiplier = getattr(embedding, "scale", 1.0)  # TokenEmbedding's optional sqrt(C)
         module = cls(embedding.num_embeddings, embedding.embedding_dim, multiplier)
-        module.weight, module.scale = quantize_per_channel(embedding.weight.detach())
+        module.weight, scale = quantize_per_channel(embedding.weight.detach())
+        # The scale's dtype is the rows' dtype (see forward): the float model's, so that a
+        # bfloat16 model's embeddings stay bfloat16 for the LayerNorm that reads them.
+        module.scale = scale.to(embedding.weight.dtype)
         return module.to(embedding.weight.device)
 
     def forward(self, idx: Tensor) -> Tensor:
@@ -242,7 +287,8 @@ class Int8TiedHead(nn.Module):
 
     The embedding is held by reference, not registered as a child: the table is saved once
     (as `wte.weight`, `wte.scale`) and, moved to another device, both layers see the move.
-    `weight` is the table, so `lm_head.weight is wte.weight` as in the float model.
+    `weight` is the table, so `lm_head.weight is wte.weight` as in the float model. In mode
+    "static" the head has its own calibrated `input_scale` (saved as `lm_head.input_scale`).
     """
 
     def __init__(self, embedding: Int8Embedding, mode: str):
@@ -251,6 +297,7 @@ class Int8TiedHead(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.tied = (embedding,)  # a tuple: nn.Module does not register what is inside one
         self.mode = mode
+        self.register_buffer("input_scale", torch.ones(()) if mode == "static" else None)
         self.fbgemm = FbgemmWeight()
 
     @property
@@ -261,7 +308,8 @@ class Int8TiedHead(nn.Module):
         embedding = self.tied[0]
         if self.mode == "dynamic" and fast_path_runs(x, embedding.weight):
             return self.fbgemm.linear(x, embedding.weight, embedding.scale, None)  # (..., V)
-        return int8_linear(x, embedding.weight, embedding.scale, None, self.mode)  # (..., V)
+        weight, scale = embedding.weight, embedding.scale
+        return int8_linear(x, weight, scale, None, self.mode, self.input_scale)  # (..., V)
 
     def extra_repr(self) -> str:
         return f"tied to the int8 embedding, mode={self.mode}"
