@@ -8,7 +8,7 @@ friends are imported only when the first of them is used, and the command line s
 
 from __future__ import annotations
 
-import importlib
+from gptlab.lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -34,14 +34,4 @@ _LAZY_NAMES = {
 __all__ = list(_LAZY_NAMES)
 
 
-def __getattr__(name: str):
-    """Import the module that defines `name` and return it from there (PEP 562)."""
-    if name not in _LAZY_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
-    globals()[name] = value  # later lookups find it without coming back here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES)

@@ -10,42 +10,32 @@ Every one is applied to a built model from outside: `gptlab.models` knows nothin
 
 from __future__ import annotations
 
-import importlib
+from gptlab.lazy import lazy_names
 
 # Public name -> the module of this package that defines it, imported on first access (PEP 562):
 # the command line's parsers read `gptlab.adapters.config` without importing torch.
 _LAZY_NAMES = {
-    "adapter_kind": "adapted",
-    "adapter_state": "adapted",
-    "attach": "adapted",
-    "base_checksum": "adapted",
-    "freeze_base": "adapted",
-    "is_adapted": "adapted",
-    "load_adapted": "adapted",
-    "LoRAConfig": "config",
-    "PromptTuningConfig": "config",
-    "adapter_config": "config",
-    "adapter_names": "lora",
-    "add_lora": "lora",
-    "merge_lora": "lora",
-    "merged_model": "lora",
-    "remove_lora": "lora",
-    "set_adapter": "lora",
-    "unmerge_lora": "lora",
-    "PromptTuned": "prompt",
+    "adapter_kind": ".adapted",
+    "adapter_state": ".adapted",
+    "attach": ".adapted",
+    "base_checksum": ".adapted",
+    "freeze_base": ".adapted",
+    "is_adapted": ".adapted",
+    "load_adapted": ".adapted",
+    "LoRAConfig": ".config",
+    "PromptTuningConfig": ".config",
+    "adapter_config": ".config",
+    "adapter_names": ".lora",
+    "add_lora": ".lora",
+    "merge_lora": ".lora",
+    "merged_model": ".lora",
+    "remove_lora": ".lora",
+    "set_adapter": ".lora",
+    "unmerge_lora": ".lora",
+    "PromptTuned": ".prompt",
 }
 
 __all__ = sorted(_LAZY_NAMES)
 
 
-def __getattr__(name: str):
-    """Import the module that defines `name` and return it from there (PEP 562)."""
-    if name not in _LAZY_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
-    globals()[name] = value  # later lookups find it without coming back here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES)

@@ -14,45 +14,35 @@ strings), `streaming.py` (`stream`, `generate_text`).
 
 from __future__ import annotations
 
-import importlib
+from gptlab.lazy import lazy_names
 
 # Public name -> the module of this package that defines it, imported on first access (PEP 562),
 # so that `from gptlab.generation import GenerationConfig` (a dataclass) does not import torch.
 _LAZY_NAMES = {
-    "beam_search": "beam",
-    "GenerationConfig": "config",
-    "Decoder": "decoder",
-    "decode_step": "decoder",
-    "left_pad": "decoder",
-    "decode_tokens": "loop",
-    "generate": "loop",
-    "apply_penalties": "processors",
-    "apply_temperature": "processors",
-    "apply_warpers": "processors",
-    "min_p_filter": "processors",
-    "next_token": "processors",
-    "no_repeat_ngram": "processors",
-    "repetition_penalty": "processors",
-    "sample_from": "processors",
-    "top_k_filter": "processors",
-    "top_p_filter": "processors",
-    "generate_text": "streaming",
-    "stream": "streaming",
-    "speculative_tokens": "speculative",
-    "TextAssembler": "text",
+    "beam_search": ".beam",
+    "GenerationConfig": ".config",
+    "Decoder": ".decoder",
+    "decode_step": ".decoder",
+    "left_pad": ".decoder",
+    "decode_tokens": ".loop",
+    "generate": ".loop",
+    "apply_penalties": ".processors",
+    "apply_temperature": ".processors",
+    "apply_warpers": ".processors",
+    "min_p_filter": ".processors",
+    "next_token": ".processors",
+    "no_repeat_ngram": ".processors",
+    "repetition_penalty": ".processors",
+    "sample_from": ".processors",
+    "top_k_filter": ".processors",
+    "top_p_filter": ".processors",
+    "generate_text": ".streaming",
+    "stream": ".streaming",
+    "speculative_tokens": ".speculative",
+    "TextAssembler": ".text",
 }
 
 __all__ = sorted(_LAZY_NAMES)
 
 
-def __getattr__(name: str):
-    """Import the module that defines `name` and return it from there (PEP 562)."""
-    if name not in _LAZY_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
-    globals()[name] = value  # later lookups find it without coming back here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES)

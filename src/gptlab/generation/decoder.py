@@ -75,6 +75,8 @@ def extend_step(
     return logits.float()  # (B, n, V)
 
 
+# mode="reduce-overhead" (CUDA graphs) and gpt-fast's coordinate-descent tuning: see below.
+COMPILE_OPTIONS = {"triton.cudagraphs": True, "coordinate_descent_tuning": True}
 _compiled_decode_step = None
 _compiled_extend_step = None
 
@@ -97,10 +99,7 @@ def compiled_decode_step():
         # One graph per (batch size, visible slots) pair: more than dynamo keeps by default.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         _compiled_decode_step = torch.compile(
-            decode_step,
-            options={"triton.cudagraphs": True, "coordinate_descent_tuning": True},
-            fullgraph=True,
-            dynamic=False,
+            decode_step, options=COMPILE_OPTIONS, fullgraph=True, dynamic=False
         )
     return _compiled_decode_step
 
@@ -111,7 +110,7 @@ def compiled_extend_step():
     if _compiled_extend_step is None:
         compiled_decode_step()  # the shared settings
         _compiled_extend_step = torch.compile(
-            extend_step, mode="reduce-overhead", fullgraph=True, dynamic=False
+            extend_step, options=COMPILE_OPTIONS, fullgraph=True, dynamic=False
         )
     return _compiled_extend_step
 

@@ -9,21 +9,23 @@
 `gptlab.models` knows nothing of them.
 """
 
-from gptlab.quantization.apply import (
-    check_method,
-    is_quantized,
-    quantize_model,
-    quantized_skeleton,
-    stored_numbers,
-)
-from gptlab.quantization.config import METHODS, QuantConfig
+from __future__ import annotations
 
-__all__ = [
-    "METHODS",
-    "QuantConfig",
-    "check_method",
-    "is_quantized",
-    "quantize_model",
-    "quantized_skeleton",
-    "stored_numbers",
-]
+from gptlab.lazy import lazy_names
+
+# Public name -> the module of this package that defines it, imported on first access (PEP 562):
+# the command line reads `METHODS` from the torch-free `config` without importing torch.
+_LAZY_NAMES = {
+    "check_method": ".apply",
+    "is_quantized": ".apply",
+    "quantize_model": ".apply",
+    "quantized_skeleton": ".apply",
+    "stored_numbers": ".apply",
+    "METHODS": ".config",
+    "QuantConfig": ".config",
+}
+
+__all__ = sorted(_LAZY_NAMES)
+
+
+__getattr__, __dir__ = lazy_names(__name__, _LAZY_NAMES)
