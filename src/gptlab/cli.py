@@ -17,6 +17,7 @@ from gptlab.errors import GptlabError
 COMMANDS = [
     "train",
     "finetune",
+    "distill",
     "sample",
     "classify",
     "eval",

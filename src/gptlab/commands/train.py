@@ -228,6 +228,10 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
             raise ConfigError(
                 f"{resume} is a fine-tuning run: resume it with `gptlab finetune {task} --resume {resume}`"
             )
+        if "distill" in saved:  # resumed without its teacher, it would train on labels alone
+            raise ConfigError(
+                f"{resume} is a distillation run: resume it with `gptlab distill --resume {resume}`"
+            )
         model_over, train_over, data_over = split_settings(settings)
         if model_over or data_over or "preset" in settings or "config" in settings:
             raise ConfigError(
@@ -324,9 +328,10 @@ def token_data(text_path: Path, tokenizer, val_fraction: float, model_cfg, train
     return data
 
 
-def lm_trainer(model, train_cfg, data, device, callbacks, group):
+def lm_trainer(model, train_cfg, data, device, callbacks, group, **losses):
     """A Trainer of a language model on random windows of `data`'s train split, evaluated on
-    evenly spread windows of its val split."""
+    evenly spread windows of its val split; `losses` (loss_fn, eval_loss_fn) replace the
+    model's own loss (as distillation does)."""
     from gptlab.training.trainer import Trainer
 
     block = model.config.context_length
@@ -348,6 +353,7 @@ def lm_trainer(model, train_cfg, data, device, callbacks, group):
         device=device,
         callbacks=callbacks,
         group=group,
+        **losses,
     )
 
 
