@@ -103,16 +103,19 @@ def distill_loss_fn(teacher: nn.Module, config: DistillConfig):
 
     def loss_fn(student: nn.Module, batch) -> Tensor:
         idx, targets = batch
-        with torch.no_grad():
-            teacher_hidden = teacher.hidden_states(idx)  # (B, T, C_teacher)
-            teacher_logits = teacher.lm_head(teacher_hidden)  # (B, T, V)
         if config.cosine > 0:
-            # The hidden states are not an output of forward, so this path runs the student's
-            # own module (torch.compile's wrapper hands attribute calls to it, uncompiled).
+            # The hidden states are not an output of forward, so this path calls the models'
+            # own `hidden_states` (torch.compile's wrapper hands it to the module, uncompiled).
+            with torch.no_grad():
+                teacher_hidden = teacher.hidden_states(idx)  # (B, T, C)
+                teacher_logits = teacher.lm_head(teacher_hidden)  # (B, T, V)
             student_hidden = student.hidden_states(idx)  # (B, T, C)
             student_logits = student.lm_head(student_hidden)
         else:
-            student_hidden = None
+            # Through forward, so that a compiled teacher or student (or DDP) runs as such.
+            with torch.no_grad():
+                teacher_logits, _ = teacher(idx, all_logits=True)  # (B, T, V)
+            student_hidden = teacher_hidden = None
             student_logits, _ = student(idx, all_logits=True)  # (B, T, V)
         return distillation_loss(
             student_logits, teacher_logits, targets, config, student_hidden, teacher_hidden
