@@ -20,6 +20,7 @@ COMMANDS = [
     "distill",
     "sample",
     "classify",
+    "fill_mask",
     "eval",
     "compare",
     "data",

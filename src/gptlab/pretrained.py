@@ -174,7 +174,11 @@ def is_classifier(model) -> bool:
 
 
 def model_task(model) -> str:
-    """ "classify" for a GPTClassifier, "lm" for a GPT."""
+    """ "classify" for a GPTClassifier, "mlm" for a MaskedLM, "lm" for a GPT."""
+    from gptlab.models.encoder import MaskedLM
+
+    if isinstance(model, MaskedLM):
+        return "mlm"
     return "classify" if is_classifier(model) else "lm"
 
 
@@ -266,20 +270,34 @@ def load_model(spec: str | Path, device="cpu", checkpoint: str = "best", task: s
 
     Returns (model in eval mode, tokenizer, info dict with "source", "kind" and "task");
     `checkpoint` picks the best or last weights of a run directory; `task` ("lm", "classify"),
-    when given, is the kind of model the caller needs: another is a CheckpointError.
+    when given, is the kind of model the caller needs: another is a CheckpointError ("mlm"
+    must be asked for: without a task, a masked-language model is one too).
     """
     model, tokenizer, info = _load_any_model(spec, device, checkpoint)
     info["task"] = model_task(model)
-    if task is not None and info["task"] != task:
-        raise CheckpointError(_WRONG_TASK[task].format(spec=spec))
+    # Without a task, the caller takes a GPT (lm or classify): an encoder must be asked for.
+    if (task is not None and info["task"] != task) or (task is None and info["task"] == "mlm"):
+        raise CheckpointError(_wrong_task(spec, task, info["task"]))
     return model, tokenizer, info
 
 
-_WRONG_TASK = {
-    "lm": "{spec} is a classifier, not a language model: use `gptlab classify {spec} TEXT`",
-    "classify": "{spec} is a language model, not a classifier: make one with "
-    "`gptlab finetune classify {spec} --data DATA --out RUN`",
-}
+def _wrong_task(spec, wanted: str, found: str) -> str:
+    if found == "mlm":
+        return (
+            f"{spec} is a masked-language model (an encoder), which cannot do this: fill its "
+            f"masks with `gptlab fill-mask {spec} TEXT`"
+        )
+    if wanted == "lm":
+        return f"{spec} is a classifier, not a language model: use `gptlab classify {spec} TEXT`"
+    if wanted == "classify":
+        return (
+            f"{spec} is a language model, not a classifier: make one with "
+            f"`gptlab finetune classify {spec} --data DATA --out RUN`"
+        )
+    return (
+        f"{spec} is a {found} model, not a masked-language model: train one with "
+        "`gptlab train --objective mlm`"
+    )
 
 
 def _load_any_model(spec: str | Path, device, checkpoint: str):

@@ -20,11 +20,12 @@ from gptlab.training.checkpoint import (
     write_json,
 )
 
-TASKS = ("lm", "classify", "instruct")  # an instruction run's model is a GPT, as an lm's
+# An instruction run's model is a GPT, as an lm's; an mlm run's is a MaskedLM (models.encoder).
+TASKS = ("lm", "classify", "instruct", "mlm")
 
 
 def write_run_config(
-    run_dir: Path, model: GPTConfig, train: dict, data: dict, task: str = "lm", **sections
+    run_dir: Path, model, train: dict, data: dict, task: str = "lm", **sections
 ) -> None:
     """config.json: the task, the model's shape, how it was trained and on what, and the task's
     own sections (a classifier's `classifier`, a fine-tuning run's `base`)."""
@@ -74,6 +75,11 @@ def build_model(config: dict):
 
         return load_adapted(config)
 
+    if run_task(config) == "mlm":
+        from gptlab.config import EncoderConfig
+        from gptlab.models.encoder import MaskedLM
+
+        return MaskedLM(EncoderConfig.from_dict(config["model"]))
     model = GPT(GPTConfig.from_dict(config["model"]))
     if run_task(config) == "classify":
         from gptlab.config import ClassifierConfig

@@ -8,16 +8,17 @@
 store one with a model.
 """
 
-from gptlab.tokenizers.base import Tokenizer
+from gptlab.tokenizers.base import MASK_TOKEN, Tokenizer
 from gptlab.tokenizers.bpe import ByteLevelBPE, bytes_to_unicode, pretokenize
 from gptlab.tokenizers.bpe_files import END_OF_TEXT
 from gptlab.tokenizers.char import CharTokenizer
 from gptlab.tokenizers.gpt2 import GPT2_NAMES, GPT2Tokenizer
-from gptlab.tokenizers.loading import get_tokenizer, load_tokenizer
+from gptlab.tokenizers.loading import get_tokenizer, load_tokenizer, with_mask_token
 
 __all__ = [
     "END_OF_TEXT",
     "GPT2_NAMES",
+    "MASK_TOKEN",
     "ByteLevelBPE",
     "CharTokenizer",
     "GPT2Tokenizer",
@@ -25,5 +26,6 @@ __all__ = [
     "bytes_to_unicode",
     "get_tokenizer",
     "load_tokenizer",
+    "with_mask_token",
     "pretokenize",
 ]

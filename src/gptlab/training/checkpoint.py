@@ -36,14 +36,21 @@ def write_json(path: str | Path, data: dict) -> None:
 def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict with each shared tensor once (safetensors refuses aliases): the tied
     `lm_head.weight` is dropped and restored from `wte.weight` on load."""
-    state, seen = {}, set()
-    for name, tensor in model.state_dict().items():
+    state = model.state_dict()
+    return {
+        name: state[name].detach().contiguous()
+        for name, first in tied_names(state).items()
+        if name == first
+    }
+
+
+def tied_names(state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Each name of `state` -> the first name holding the same tensor (itself if none before)."""
+    first_of, names = {}, {}
+    for name, tensor in state.items():
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if key in seen:
-            continue
-        seen.add(key)
-        state[name] = tensor.detach().contiguous()
-    return state
+        names[name] = first_of.setdefault(key, name)
+    return names
 
 
 def saved_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -85,13 +92,10 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
     from gptlab.adapters import adapter_state, is_adapted
 
     expected = adapter_state(model) if is_adapted(model) else model.state_dict()
+    tied = tied_names(expected)
     for name, tensor in expected.items():
-        if (
-            name not in state
-            and name.endswith("lm_head.weight")
-            and name.replace("lm_head", "wte") in state
-        ):
-            continue  # tied to wte: loading wte fills both
+        if name not in state and tied[name] != name and tied[name] in state:
+            continue  # tied (lm_head to wte): loading the first fills both
         if name not in state:
             raise CheckpointError(
                 f"{source} has no tensor {name!r}: it is not a checkpoint of this model"
