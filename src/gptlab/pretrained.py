@@ -237,9 +237,7 @@ def load_hf_folder(folder: str | Path):
     folder = Path(folder)
     values = json.loads((folder / "config.json").read_text())
     config = config_from_hf(values)
-    weights = next((folder / name for name in HF_WEIGHT_FILES if (folder / name).is_file()), None)
-    if weights is None:
-        raise CheckpointError(f"{folder} has no {' or '.join(HF_WEIGHT_FILES)}")
+    weights = _weights_file(folder)
     hf_state = _read_weights(weights)
     if CLASSIFIER_ARCHITECTURE in (values.get("architectures") or []):
         from gptlab.models.classifier import GPTClassifier
@@ -250,6 +248,13 @@ def load_hf_folder(folder: str | Path):
     model = GPT(config)
     load_state_into(model, state_dict_from_hf(hf_state), source=str(weights))
     return model
+
+
+def _weights_file(folder: Path) -> Path:
+    weights = next((folder / name for name in HF_WEIGHT_FILES if (folder / name).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{folder} has no {' or '.join(HF_WEIGHT_FILES)}")
+    return weights
 
 
 def _read_weights(path: Path) -> dict[str, Tensor]:
@@ -269,13 +274,16 @@ def load_model(spec: str | Path, device="cpu", checkpoint: str = "best", task: s
     """A model and its tokenizer from a run directory, a Hugging Face folder, or a model name.
 
     Returns (model in eval mode, tokenizer, info dict with "source", "kind" and "task");
-    `checkpoint` picks the best or last weights of a run directory; `task` ("lm", "classify"),
-    when given, is the kind of model the caller needs: another is a CheckpointError ("mlm"
-    must be asked for: without a task, a masked-language model is one too).
+    `checkpoint` picks the best or last weights of a run directory; `task` ("lm", "classify",
+    "mlm"), when given, is the kind of model the caller needs: another is a CheckpointError.
+    Without a task, a GPT of either task; "any" takes a masked-language model too.
     """
     model, tokenizer, info = _load_any_model(spec, device, checkpoint)
     info["task"] = model_task(model)
-    # Without a task, the caller takes a GPT (lm or classify): an encoder must be asked for.
+    # Without a task, the caller takes a GPT (lm or classify): an encoder must be asked for,
+    # by its task or by "any".
+    if task == "any":
+        return model, tokenizer, info
     if (task is not None and info["task"] != task) or (task is None and info["task"] == "mlm"):
         raise CheckpointError(_wrong_task(spec, task, info["task"]))
     return model, tokenizer, info
@@ -301,6 +309,7 @@ def _wrong_task(spec, wanted: str, found: str) -> str:
 
 
 def _load_any_model(spec: str | Path, device, checkpoint: str):
+    from gptlab.pretrained_bert import is_bert_config, load_bert_folder
     from gptlab.runs import load_run
     from gptlab.tokenizers import GPT2Tokenizer
 
@@ -320,6 +329,11 @@ def _load_any_model(spec: str | Path, device, checkpoint: str):
         raise CheckpointError(
             f"no folder at {spec}, and it is not a model name ({', '.join(HUB_NAMES)}, or owner/name on the hub)"
         )
+    if is_bert_config(json.loads((folder / "config.json").read_text())):
+        weights = _weights_file(folder)
+        model, tokenizer = load_bert_folder(folder, weights, _read_weights(weights))
+        info = {"source": str(spec), "kind": kind, "folder": str(folder)}
+        return model.to(device).eval(), tokenizer, info
     model = load_hf_folder(folder)
     has_tokenizer = (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file()
     tokenizer = GPT2Tokenizer.from_pretrained(str(folder) if has_tokenizer else "gpt2")

@@ -44,8 +44,10 @@ def write_run_config(
 
 def task_sections(model) -> dict:
     """The config.json sections that say what task a built model does (for write_run_config)."""
-    from gptlab.pretrained import is_classifier
+    from gptlab.pretrained import is_classifier, model_task
 
+    if model_task(model) == "mlm":
+        return {"task": "mlm"}
     if is_classifier(model):
         return {"task": "classify", "classifier": model.head.to_dict()}
     return {"task": "lm"}
