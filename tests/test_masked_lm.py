@@ -207,3 +207,24 @@ def test_gpt_commands_refuse_an_encoder_run(mlm_run, capsys):
     assert main(["sample", str(mlm_run), "--prompt", "a"]) == 2
     assert "gptlab fill-mask" in capsys.readouterr().err
     assert main(["train", "--resume", str(mlm_run), "--max-iters", "10"]) == 0  # resumes as mlm
+
+
+def test_finetune_classify_takes_an_encoder_run(mlm_run, tmp_path, capsys):
+    labelled = tmp_path / "labels.csv"
+    rows = [
+        f"the quick brown fox {i % 7},fox" if i % 2 else "line 3: the fox,line" for i in range(40)
+    ]
+    labelled.write_text("text,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "cls"
+    args = ["finetune", "classify", str(mlm_run), "--data", str(labelled), "--out", str(out)]
+    assert main([*args, "--train", "all", "--max-iters", "3", "--device", "cpu", "--no-tensorboard"]) == 0  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["body"] == "encoder" and config["classifier"]["pooling"] == "first"
+    capsys.readouterr()
+    assert main(["classify", str(out), "the quick brown fox 3"]) == 0
+    assert capsys.readouterr().out.split()[0] in ("fox", "line")
+    assert main(["export", str(out), "--out", str(tmp_path / "hf")]) == 2
+    assert "encoder body" in capsys.readouterr().err
+    args = ["finetune", "classify", str(mlm_run), "--data", str(labelled), "--lora"]
+    assert main([*args, "--out", str(tmp_path / "x")]) == 2
+    assert "adapters attach to GPT bodies" in capsys.readouterr().err

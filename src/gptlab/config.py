@@ -102,7 +102,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-POOLINGS = ("last", "mean")
+POOLINGS = ("last", "mean", "first")  # "first": encoders only (a GPT's first token sees itself)
 PADDING_SIDES = ("right", "left")
 
 
@@ -111,7 +111,8 @@ class ClassifierConfig:
     """The head of a classifier: its classes and how it reads the body's hidden states."""
 
     labels: list[str]  # class names; a class's id is its index here
-    pooling: str = "last"  # "last": the last real token; "mean": the average of the real tokens
+    pooling: str = "last"  # "last": the last real token; "mean": the average of the real tokens;
+    # "first": the first token (an encoder's)
     padding_side: str = "right"  # where batches are padded (see GPTClassifier.forward)
     pad_id: int = 0  # the id that fills padding positions (never read: masks come from lengths)
     num_classes: int = field(init=False)

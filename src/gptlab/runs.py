@@ -44,12 +44,14 @@ def write_run_config(
 
 def task_sections(model) -> dict:
     """The config.json sections that say what task a built model does (for write_run_config)."""
+    from gptlab.models.encoder import Encoder
     from gptlab.pretrained import is_classifier, model_task
 
     if model_task(model) == "mlm":
         return {"task": "mlm"}
     if is_classifier(model):
-        return {"task": "classify", "classifier": model.head.to_dict()}
+        body = {"body": "encoder"} if isinstance(model.transformer, Encoder) else {}
+        return {"task": "classify", "classifier": model.head.to_dict(), **body}
     return {"task": "lm"}
 
 
@@ -82,6 +84,15 @@ def build_model(config: dict):
         from gptlab.models.encoder import MaskedLM
 
         return MaskedLM(EncoderConfig.from_dict(config["model"]))
+    if config.get("body") == "encoder":  # a classifier on a masked-language model's encoder
+        from gptlab.config import ClassifierConfig, EncoderConfig
+        from gptlab.models.classifier import EncoderClassifier
+        from gptlab.models.encoder import Encoder
+
+        if run_task(config) != "classify" or "classifier" not in config:
+            raise CheckpointError("a run with an encoder body must be a classifier")
+        body = Encoder(EncoderConfig.from_dict(config["model"]))
+        return EncoderClassifier(body, ClassifierConfig.from_dict(config["classifier"]))
     model = GPT(GPTConfig.from_dict(config["model"]))
     if run_task(config) == "classify":
         from gptlab.config import ClassifierConfig

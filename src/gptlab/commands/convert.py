@@ -97,6 +97,11 @@ def run_export(args: argparse.Namespace) -> int:
     model, tokenizer, info = load_model(args.model, task="any")
     if info["task"] == "mlm":
         return _export_bert(model, tokenizer, args)
+    if info.get("config", {}).get("body") == "encoder":
+        raise ConfigError(
+            f"{args.model} classifies with an encoder body, which exports to no Hugging Face "
+            "class yet (BertForSequenceClassification's mapping is not written)"
+        )
     quantization = info.get("config", {}).get("quantization")
     if quantization:
         raise ConfigError(
