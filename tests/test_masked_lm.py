@@ -133,7 +133,10 @@ def test_loss_counts_masked_positions_only_and_decoder_is_tied():
     targets = torch.full_like(idx, IGNORE_INDEX)
     targets[0, 2], targets[1, 4] = 5, 9
     logits, loss = model(idx, targets)
-    expected = torch.nn.functional.cross_entropy(logits[[0, 1], [2, 4]], torch.tensor([5, 9]))
+    assert logits.shape == (2, 20)  # the masked positions' only
+    full = model(idx)[0]  # (B, T, V)
+    torch.testing.assert_close(logits, full[[0, 1], [2, 4]])
+    expected = torch.nn.functional.cross_entropy(full[[0, 1], [2, 4]], torch.tensor([5, 9]))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 

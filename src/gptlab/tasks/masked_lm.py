@@ -32,12 +32,11 @@ def masked_metrics(model: nn.Module, batches) -> dict:
     """Loss over the masked tokens, and the share of them whose most likely id is the original."""
     total_loss, correct, count = 0.0, 0, 0
     for inputs, labels in batches:
-        logits, loss = model(inputs, labels)
-        chosen = labels != IGNORE_INDEX
-        n = int(chosen.sum())
-        total_loss += loss.float().item() * n
-        correct += int((logits.argmax(-1) == labels)[chosen].sum())
-        count += n
+        logits, loss = model(inputs, labels)  # logits (N, V) of the N masked positions
+        wanted = labels[labels != IGNORE_INDEX]  # (N,)
+        total_loss += loss.float().item() * len(wanted)
+        correct += int((logits.argmax(-1) == wanted).sum())
+        count += len(wanted)
     return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
 
 
