@@ -21,7 +21,7 @@ examples:
 then, as with any language-model run:
   gptlab sample runs/student --prompt "ROMEO:"
   gptlab eval runs/student
-  gptlab export runs/student out/student-hf
+  gptlab export runs/student --out exported/student
   gptlab quantize runs/student --method int8-weight --out runs/student-int8
 """
 DISTILL_KEYS = ("alpha", "temperature", "cosine", "init_from_teacher")
