@@ -83,7 +83,11 @@ def add_parser(subparsers) -> None:
     distill = parser.add_argument_group("distillation")
     for field in dataclasses.fields(DistillConfig):
         add_field_flag(distill, field, DistillConfig)
-    model = parser.add_argument_group("student model (override the preset or config file)")
+    model = parser.add_argument_group(
+        "student model",
+        "override the student's shape; the defaults shown are GPTConfig's, but a student starts "
+        "from --student-preset, --student-config, or else the teacher's shape with half its layers",
+    )
     for field in dataclasses.fields(GPTConfig):
         if field.name != "vocab_size":  # the teacher's tokenizer decides it
             add_field_flag(model, field, GPTConfig)
