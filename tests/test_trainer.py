@@ -261,3 +261,17 @@ def test_a_run_resumes_only_with_the_metric_it_monitored():
     )
     with pytest.raises(ConfigError, match="monitored 'loss'"):
         other.load_state_dict(trainer.state_dict())
+
+
+def test_evaluation_uses_eval_loss_fn_when_given():
+    """A training loss with extra terms (distillation's) trains; the plain loss picks checkpoints."""
+    data = make_data()
+
+    def doubled(model, batch):
+        return 2.0 * model(*batch)[1]
+
+    plain = make_trainer(data, train_config(), loss_fn=doubled).evaluate()["loss"]
+    trainer = make_trainer(
+        data, train_config(), loss_fn=doubled, eval_loss_fn=lambda m, b: m(*b)[1]
+    )
+    assert trainer.evaluate()["loss"] == pytest.approx(plain / 2, rel=1e-6)
