@@ -167,7 +167,7 @@ def test_distill_loss_fn_trains_the_student_and_leaves_the_teacher_alone():
 
 TINY_TEACHER = [
     "--preset", "tiny", "--n-layer", "2", "--n-embd", "16", "--context-length", "16",
-    "--batch-size", "4", "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "2",
+    "--batch-size", "4", "--max-iters", "8", "--eval-interval", "4", "--eval-iters", "2",
     "--log-interval", "5", "--device", "cpu", "--no-tensorboard",
 ]  # fmt: skip
 
@@ -186,7 +186,7 @@ def teacher_run(tmp_path_factory):
 def test_distill_writes_a_language_model_run_that_other_commands_read(teacher_run, capsys):
     out = teacher_run.parent / "student"
     args = ["distill", "--teacher", str(teacher_run), "--init-from-teacher", "--cosine", "0.5"]
-    assert main([*args, "--alpha", "0.7", "--max-iters", "10", "--out", str(out)]) == 0
+    assert main([*args, "--alpha", "0.7", "--max-iters", "4", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "lm" and config["model"]["n_layer"] == 1  # half the teacher's 2
     assert config["distill"]["teacher_layers"] == [0]
@@ -207,8 +207,8 @@ def test_distill_writes_a_language_model_run_that_other_commands_read(teacher_ru
     assert main(["quantize", str(out), "--method", "int8-weight", "--out", str(quantized), "--device", "cpu"]) == 0  # fmt: skip
     assert main(["sample", str(quantized), "--prompt", "line", "--max-new-tokens", "3"]) == 0
 
-    assert main(["distill", "--resume", str(out), "--max-iters", "12"]) == 0
-    assert json.loads((out / "config.json").read_text())["train"]["max_iters"] == 12
+    assert main(["distill", "--resume", str(out), "--max-iters", "6"]) == 0
+    assert json.loads((out / "config.json").read_text())["train"]["max_iters"] == 6
     assert main(["train", "--resume", str(out)]) == 2
     assert "gptlab distill --resume" in capsys.readouterr().err
 
