@@ -130,7 +130,7 @@ def test_export_of_a_trained_model_gives_the_same_logits_in_transformers(
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
     with pytest.raises(CheckpointError, match="GPT-2"):
         load_model(tmp_path)
 

@@ -303,3 +303,17 @@ def test_activation_checkpointing_needs_transformer_blocks():
             train_batch=lambda step, index: None,
             device=torch.device("cpu"),
         )
+
+
+def test_evaluation_uses_eval_loss_fn_when_given():
+    """A training loss with extra terms (distillation's) trains; the plain loss picks checkpoints."""
+    data = make_data()
+
+    def doubled(model, batch):
+        return 2.0 * model(*batch)[1]
+
+    plain = make_trainer(data, train_config(), loss_fn=doubled).evaluate()["loss"]
+    trainer = make_trainer(
+        data, train_config(), loss_fn=doubled, eval_loss_fn=lambda m, b: m(*b)[1]
+    )
+    assert trainer.evaluate()["loss"] == pytest.approx(plain / 2, rel=1e-6)

@@ -103,7 +103,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-POOLINGS = ("last", "mean")
+POOLINGS = ("last", "mean", "first")  # "first": encoders only (a GPT's first token sees itself)
 PADDING_SIDES = ("right", "left")
 
 
@@ -112,7 +112,8 @@ class ClassifierConfig:
     """The head of a classifier: its classes and how it reads the body's hidden states."""
 
     labels: list[str]  # class names; a class's id is its index here
-    pooling: str = "last"  # "last": the last real token; "mean": the average of the real tokens
+    pooling: str = "last"  # "last": the last real token; "mean": the average of the real tokens;
+    # "first": the first token (an encoder's)
     padding_side: str = "right"  # where batches are padded (see GPTClassifier.forward)
     pad_id: int = 0  # the id that fills padding positions (never read: masks come from lengths)
     num_classes: int = field(init=False)
@@ -143,3 +144,68 @@ class ClassifierConfig:
         if unknown:
             raise ConfigError(f"unknown ClassifierConfig field(s): {', '.join(unknown)}")
         return cls(**{key: value for key, value in values.items() if key in known})
+
+
+GELU_FORMS = ("none", "tanh")  # F.gelu's `approximate`: "none" is the exact erf form
+
+
+@dataclass
+class EncoderConfig:
+    """The shape of a BERT-style encoder for masked-language modelling (`models.encoder`).
+
+    Its own config, not more GPTConfig fields: BERT's choices that GPT lacks (token types, the
+    GELU form) live here. `from_gpt` takes the shared fields of a GPT shape, so the GPT presets
+    serve for encoders of equal size."""
+
+    vocab_size: int = 30522
+    context_length: int = 512  # BERT's max_position_embeddings
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.1
+    bias: bool = True
+    layer_norm_eps: float = 1e-12  # BERT's; post-LN norms sit on the residual path itself
+    type_vocab_size: int = 2  # segment A / B embeddings (BERT's next-sentence inputs)
+    gelu: str = "none"  # BERT's exact GELU; "tanh" for GPT-2's approximation
+    mask_id: int = 0  # the [MASK] token's id in the run's tokenizer
+
+    def __post_init__(self):
+        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.gelu not in GELU_FORMS:
+            raise ConfigError(f"gelu must be one of {', '.join(GELU_FORMS)}, got {self.gelu!r}")
+        if not 0 <= self.mask_id < self.vocab_size:
+            raise ConfigError(
+                f"mask_id {self.mask_id} is outside the vocabulary of {self.vocab_size}"
+            )
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EncoderConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown EncoderConfig field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_gpt(cls, gpt: GPTConfig, **overrides) -> EncoderConfig:
+        """An encoder of a GPT's shape (layers, heads, width, context, dropout, biases, eps)."""
+        if gpt.positions != "learned":
+            raise ConfigError(
+                "the encoder learns its positions, as BERT: positions must be 'learned'"
+            )
+        shared = ("vocab_size", "context_length", "n_layer", "n_head", "n_embd", "dropout", "bias")
+        values = {name: getattr(gpt, name) for name in shared}
+        return cls(**{**values, "layer_norm_eps": gpt.layer_norm_eps, **overrides})

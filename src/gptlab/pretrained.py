@@ -174,7 +174,11 @@ def is_classifier(model) -> bool:
 
 
 def model_task(model) -> str:
-    """ "classify" for a GPTClassifier, "lm" for a GPT."""
+    """ "classify" for a GPTClassifier, "mlm" for a MaskedLM, "lm" for a GPT."""
+    from gptlab.models.encoder import MaskedLM
+
+    if isinstance(model, MaskedLM):
+        return "mlm"
     return "classify" if is_classifier(model) else "lm"
 
 
@@ -233,9 +237,7 @@ def load_hf_folder(folder: str | Path):
     folder = Path(folder)
     values = json.loads((folder / "config.json").read_text())
     config = config_from_hf(values)
-    weights = next((folder / name for name in HF_WEIGHT_FILES if (folder / name).is_file()), None)
-    if weights is None:
-        raise CheckpointError(f"{folder} has no {' or '.join(HF_WEIGHT_FILES)}")
+    weights = _weights_file(folder)
     hf_state = _read_weights(weights)
     if CLASSIFIER_ARCHITECTURE in (values.get("architectures") or []):
         from gptlab.models.classifier import GPTClassifier
@@ -246,6 +248,13 @@ def load_hf_folder(folder: str | Path):
     model = GPT(config)
     load_state_into(model, state_dict_from_hf(hf_state), source=str(weights))
     return model
+
+
+def _weights_file(folder: Path) -> Path:
+    weights = next((folder / name for name in HF_WEIGHT_FILES if (folder / name).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{folder} has no {' or '.join(HF_WEIGHT_FILES)}")
+    return weights
 
 
 def _read_weights(path: Path) -> dict[str, Tensor]:
@@ -265,24 +274,42 @@ def load_model(spec: str | Path, device="cpu", checkpoint: str = "best", task: s
     """A model and its tokenizer from a run directory, a Hugging Face folder, or a model name.
 
     Returns (model in eval mode, tokenizer, info dict with "source", "kind" and "task");
-    `checkpoint` picks the best or last weights of a run directory; `task` ("lm", "classify"),
-    when given, is the kind of model the caller needs: another is a CheckpointError.
+    `checkpoint` picks the best or last weights of a run directory; `task` ("lm", "classify",
+    "mlm"), when given, is the kind of model the caller needs: another is a CheckpointError.
+    Without a task, a GPT of either task; "any" takes a masked-language model too.
     """
     model, tokenizer, info = _load_any_model(spec, device, checkpoint)
     info["task"] = model_task(model)
-    if task is not None and info["task"] != task:
-        raise CheckpointError(_WRONG_TASK[task].format(spec=spec))
+    # Without a task, the caller takes a GPT (lm or classify): an encoder must be asked for,
+    # by its task or by "any".
+    if task == "any":
+        return model, tokenizer, info
+    if (task is not None and info["task"] != task) or (task is None and info["task"] == "mlm"):
+        raise CheckpointError(_wrong_task(spec, task, info["task"]))
     return model, tokenizer, info
 
 
-_WRONG_TASK = {
-    "lm": "{spec} is a classifier, not a language model: use `gptlab classify {spec} TEXT`",
-    "classify": "{spec} is a language model, not a classifier: make one with "
-    "`gptlab finetune classify {spec} --data DATA --out RUN`",
-}
+def _wrong_task(spec, wanted: str, found: str) -> str:
+    if found == "mlm":
+        return (
+            f"{spec} is a masked-language model (an encoder), which cannot do this: fill its "
+            f"masks with `gptlab fill-mask {spec} TEXT`"
+        )
+    if wanted == "lm":
+        return f"{spec} is a classifier, not a language model: use `gptlab classify {spec} TEXT`"
+    if wanted == "classify":
+        return (
+            f"{spec} is a language model, not a classifier: make one with "
+            f"`gptlab finetune classify {spec} --data DATA --out RUN`"
+        )
+    return (
+        f"{spec} is a {found} model, not a masked-language model: train one with "
+        "`gptlab train --objective mlm`"
+    )
 
 
 def _load_any_model(spec: str | Path, device, checkpoint: str):
+    from gptlab.pretrained_bert import is_bert_config, load_bert_folder
     from gptlab.runs import load_run
     from gptlab.tokenizers import GPT2Tokenizer
 
@@ -302,6 +329,11 @@ def _load_any_model(spec: str | Path, device, checkpoint: str):
         raise CheckpointError(
             f"no folder at {spec}, and it is not a model name ({', '.join(HUB_NAMES)}, or owner/name on the hub)"
         )
+    if is_bert_config(json.loads((folder / "config.json").read_text())):
+        weights = _weights_file(folder)
+        model, tokenizer = load_bert_folder(folder, weights, _read_weights(weights))
+        info = {"source": str(spec), "kind": kind, "folder": str(folder)}
+        return model.to(device).eval(), tokenizer, info
     model = load_hf_folder(folder)
     has_tokenizer = (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file()
     tokenizer = GPT2Tokenizer.from_pretrained(str(folder) if has_tokenizer else "gpt2")

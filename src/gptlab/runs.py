@@ -21,12 +21,13 @@ from gptlab.training.checkpoint import (
 )
 
 # An instruction run's model is a GPT, as an lm's; a seq2seq run's is an encoder-decoder
-# (gptlab.tasks.seq2seq loads it, with its source and target tokenizers).
-TASKS = ("lm", "classify", "instruct", "seq2seq")
+# (gptlab.tasks.seq2seq loads it, with its source and target tokenizers); an mlm run's is a
+# MaskedLM (models.encoder).
+TASKS = ("lm", "classify", "instruct", "seq2seq", "mlm")
 
 
 def write_run_config(
-    run_dir: Path, model: GPTConfig, train: dict, data: dict, task: str = "lm", **sections
+    run_dir: Path, model, train: dict, data: dict, task: str = "lm", **sections
 ) -> None:
     """config.json: the task, the model's shape, how it was trained and on what, and the task's
     own sections (a classifier's `classifier`, a fine-tuning run's `base`)."""
@@ -45,10 +46,14 @@ def write_run_config(
 
 def task_sections(model) -> dict:
     """The config.json sections that say what task a built model does (for write_run_config)."""
-    from gptlab.pretrained import is_classifier
+    from gptlab.models.encoder import Encoder
+    from gptlab.pretrained import is_classifier, model_task
 
+    if model_task(model) == "mlm":
+        return {"task": "mlm"}
     if is_classifier(model):
-        return {"task": "classify", "classifier": model.head.to_dict()}
+        body = {"body": "encoder"} if isinstance(model.transformer, Encoder) else {}
+        return {"task": "classify", "classifier": model.head.to_dict(), **body}
     return {"task": "lm"}
 
 
@@ -81,6 +86,20 @@ def build_model(config: dict):
 
         return load_adapted(config)
 
+    if run_task(config) == "mlm":
+        from gptlab.config import EncoderConfig
+        from gptlab.models.encoder import MaskedLM
+
+        return MaskedLM(EncoderConfig.from_dict(config["model"]))
+    if config.get("body") == "encoder":  # a classifier on a masked-language model's encoder
+        from gptlab.config import ClassifierConfig, EncoderConfig
+        from gptlab.models.classifier import EncoderClassifier
+        from gptlab.models.encoder import Encoder
+
+        if run_task(config) != "classify" or "classifier" not in config:
+            raise CheckpointError("a run with an encoder body must be a classifier")
+        body = Encoder(EncoderConfig.from_dict(config["model"]))
+        return EncoderClassifier(body, ClassifierConfig.from_dict(config["classifier"]))
     model = GPT(GPTConfig.from_dict(config["model"]))
     if run_task(config) == "classify":
         from gptlab.config import ClassifierConfig

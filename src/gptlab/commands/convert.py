@@ -18,11 +18,13 @@ examples:
 
   gptlab export runs/shakespeare --format onnx --out exported/onnx            # model.onnx
   gptlab export runs/shakespeare --format torch-export --out exported/program # model.pt2
+  gptlab export runs/mlm --out exported/mlm                         # an encoder, as BERT
 """
 IMPORT_EXAMPLES = """\
 examples:
   gptlab import gpt2 --out runs/gpt2                 # from the Hugging Face hub
   gptlab import path/to/hf_gpt2_folder --out runs/mine
+  gptlab import exported/mlm --out runs/mlm-again    # a BertForMaskedLM folder with gptlab's tokenizer
   gptlab import path/to/peft_adapter --base gpt2 --out runs/adapted   # a peft LoRA or prompt
 """
 INFO_EXAMPLES = """\
@@ -35,9 +37,10 @@ examples:
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="write a run as a Hugging Face GPT-2 folder",
+        help="write a run as a Hugging Face GPT-2 (or, for an encoder, BERT) folder",
         description="Write a folder that transformers' GPT2LMHeadModel.from_pretrained (and, for the "
-        "GPT-2 tokenizer, GPT2TokenizerFast.from_pretrained) load, with the same logits.",
+        "GPT-2 tokenizer, GPT2TokenizerFast.from_pretrained) load, with the same logits; for a "
+        "masked-language-model run (train --objective mlm), one that BertForMaskedLM loads.",
         epilog=EXPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -102,7 +105,18 @@ def run_export(args: argparse.Namespace) -> int:
     from gptlab.errors import ConfigError
     from gptlab.pretrained import export_hf, load_model
 
-    model, tokenizer, info = load_model(args.model)
+    model, tokenizer, info = load_model(args.model, task="any")
+    if info["task"] == "mlm":
+        if args.format != "hf":
+            raise ConfigError(
+                f"--format {args.format} exports GPTs; an encoder exports as hf (BERT)"
+            )
+        return _export_bert(model, tokenizer, args)
+    if info.get("config", {}).get("body") == "encoder":
+        raise ConfigError(
+            f"{args.model} classifies with an encoder body, which exports to no Hugging Face "
+            "class yet (BertForSequenceClassification's mapping is not written)"
+        )
     quantization = info.get("config", {}).get("quantization")
     if args.format != "hf":
         return _export_portable(args, model, tokenizer, info)
@@ -179,6 +193,20 @@ def _export_portable(args, model, tokenizer, info: dict) -> int:
     return 0 if agrees else 1
 
 
+def _export_bert(model, tokenizer, args) -> int:
+    from gptlab.errors import ConfigError
+    from gptlab.pretrained_bert import export_bert
+
+    if args.merged:
+        raise ConfigError(f"--merged folds a LoRA adapter into the weights; {args.model} has none")
+    out = export_bert(model, tokenizer, args.out)
+    print(
+        f"wrote {out}: BertForMaskedLM.from_pretrained({str(out)!r}) loads it (its "
+        f"{tokenizer.kind} tokenizer with [MASK] is gptlab's own: load it with gptlab)"
+    )
+    return 0
+
+
 def _export_adapter(model, tokenizer, info: dict, out: str) -> int:
     from gptlab.adapters.peft_format import ADAPTER_DIR, export_peft
 
@@ -206,7 +234,7 @@ def run_import(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already holds a model; choose another --out")
     if args.base is not None or (Path(args.model) / PEFT_CONFIG).is_file():
         return _import_adapter(args.model, args.base, out)
-    model, tokenizer, info = load_model(args.model)
+    model, tokenizer, info = load_model(args.model, task="any")
     out.mkdir(parents=True, exist_ok=True)
     save_weights(model, out / MODEL_FILE, {"source": info["source"]})
     tokenizer.save(out / TOKENIZER_DIR)
@@ -278,7 +306,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     if is_seq2seq_run(args.model):
         return _seq2seq_info(args.model)
-    model, tokenizer, info = load_model(args.model)
+    model, tokenizer, info = load_model(args.model, task="any")
     c = model.config
     count = stored_numbers(model)  # a quantized model's weights are buffers, not parameters
     folder = Path(info.get("folder", info["source"]))
@@ -290,7 +318,8 @@ def run_info(args: argparse.Namespace) -> int:
         ("width", c.n_embd),
         ("context", c.context_length),
         ("vocabulary", f"{c.vocab_size:,} ({tokenizer.kind} tokenizer)"),
-        ("positions", c.positions),
+        ("positions", getattr(c, "positions", "learned")),
+        *([("task", "mlm: a bidirectional encoder (BERT-style)")] if info["task"] == "mlm" else []),
         *(
             [("task", f"classify: {', '.join(model.head.labels)} ({model.head.pooling} pooling)")]
             if info["task"] == "classify"

@@ -20,6 +20,7 @@ examples:
   gptlab finetune classify gpt2 --data sms-spam --lora targets=q,k,v,c_proj,c_fc,score
   gptlab finetune classify runs/gpt2-mini --data sms-spam --prompt-tuning 20 --out runs/spam-prompt
   gptlab finetune classify --resume runs/spam --max-iters 1000
+  gptlab finetune classify runs/mlm --data sms-spam --train all --out runs/spam-encoder  # an encoder
 then:
   gptlab eval runs/spam                          # accuracy, F1, confusion matrix on the test split
   gptlab classify runs/spam "You won a prize! Call now"
@@ -113,7 +114,8 @@ def add_parser(subparsers) -> None:
         "--pooling",
         default=S,
         choices=POOLINGS,
-        help="what the head reads: the last real token or the mean of all (default last)",
+        help="what the head reads: the last real token, the mean of all, or (for an encoder, "
+        "a masked-language model) the first token (default: last for a GPT, first for an encoder)",
     )
     classify.add_argument(
         "--padding-side",
@@ -203,6 +205,19 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return values
 
 
+def _check_pooling(rest: dict, is_encoder: bool, adapter) -> None:
+    """What an encoder body (a masked-language model's) and a GPT body each allow."""
+    if is_encoder and adapter is not None:
+        raise ConfigError("adapters attach to GPT bodies; fine-tune an encoder without one")
+    if is_encoder and rest.get("padding_side", "right") != "right":
+        raise ConfigError("an encoder reads right-padded batches: leave --padding-side out")
+    if not is_encoder and rest.get("pooling") == "first":
+        raise ConfigError(
+            "--pooling first is for encoders: a GPT's first token has seen only itself "
+            "(use last or mean)"
+        )
+
+
 def _classify(settings: dict, tensorboard: bool) -> int:
     import torch
 
@@ -218,6 +233,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         run_steps,
     )
     from gptlab.commands.train import fit, training_device
+    from gptlab.models.encoder import Encoder
     from gptlab.pretrained import is_classifier, load_model
     from gptlab.runs import shaped_like, write_run_config
     from gptlab.tasks.classification import (
@@ -264,10 +280,15 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         if epochs <= 0:
             raise ConfigError(f"--epochs must be positive, got {epochs}")
         train_values = {**adapter_defaults(CLASSIFY_DEFAULTS, adapter), **train_over}
-        pretrained, tokenizer, info = load_model(rest["model"])
+        pretrained, tokenizer, info = load_model(rest["model"], task="any")
         check_base(info, adapter, rest)
         body = pretrained.transformer if is_classifier(pretrained) else pretrained
+        body = pretrained.encoder if info["task"] == "mlm" else body
+        is_encoder = isinstance(body, Encoder)
+        _check_pooling(rest, is_encoder, adapter)
         base = base_record(info, body, adapter)
+        if "dropout" in rest and is_encoder:
+            raise ConfigError("--dropout rebuilds a GPT body; an encoder keeps its own")
         if "dropout" in rest:
             body = shaped_like(body, dataclasses.replace(body.config, dropout=rest["dropout"]))
         model = None  # made once the classes are known, from the data
@@ -282,8 +303,9 @@ def _classify(settings: dict, tensorboard: bool) -> int:
     if model is None:
         pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
         torch.manual_seed(probe.seed)  # the new head's initial weights: a run is its settings
+        pooling = rest.get("pooling", "first" if is_encoder else "last")
         model = classifier_from_body(
-            body, data.names, pad_id, rest.get("pooling", "last"), rest.get("padding_side", "right")
+            body, data.names, pad_id, pooling, rest.get("padding_side", "right")
         )
         if adapter is not None:
             model = attach(model, adapter, tokenizer)
@@ -321,6 +343,7 @@ def _classify(settings: dict, tensorboard: bool) -> int:
             spec.to_dict(),
             task="classify",
             classifier=head.to_dict(),
+            **({"body": "encoder"} if isinstance(model.transformer, Encoder) else {}),
             finetune={**finetune, "epochs": epochs},
             base=base,
             **({"adapter": adapter.to_dict()} if adapter else {}),

@@ -18,6 +18,7 @@ examples:
   gptlab train --data my_corpus.txt --tokenizer gpt2 --preset tiny --max-iters 200
   gptlab train --config train.toml --lr 3e-4
   gptlab train --resume runs/shakespeare --max-iters 8000
+  gptlab train --objective mlm --preset shakespeare-char-cpu --out runs/mlm-cpu   # an encoder
   torchrun --nproc_per_node=2 -m gptlab train --preset shakespeare-char --out runs/ddp
 """
 
@@ -121,6 +122,13 @@ def add_parser(subparsers) -> None:
         help="share of the corpus kept for validation (default 0.1)",
     )
     parser.add_argument(
+        "--objective",
+        default=S,
+        choices=["lm", "mlm"],
+        help="lm: a GPT predicts the next token (default); mlm: a BERT-style encoder of the "
+        "preset's shape fills in masked tokens",
+    )
+    parser.add_argument(
         "--no-tensorboard", action="store_true", help="do not write TensorBoard events"
     )
     model = parser.add_argument_group("model (override the preset)")
@@ -205,7 +213,7 @@ def split_settings(settings: dict) -> tuple[dict, dict, dict]:
             train[key] = value
         elif key in DATA_KEYS:
             data[key] = value
-        elif key not in ("preset", "out", "config"):
+        elif key not in ("preset", "out", "config", "objective"):
             raise ConfigError(f"unknown setting {key!r}")
     return model, train, data
 
@@ -213,11 +221,13 @@ def split_settings(settings: dict) -> tuple[dict, dict, dict]:
 def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
     import torch
 
-    from gptlab.config import GPTConfig
+    from gptlab.config import EncoderConfig, GPTConfig
     from gptlab.data.text import resolve_text
+    from gptlab.models.encoder import MaskedLM
     from gptlab.models.gpt import GPT
     from gptlab.runs import read_run_config, write_run_config
-    from gptlab.tokenizers import get_tokenizer, load_tokenizer
+    from gptlab.tasks.masked_lm import mlm_trainer
+    from gptlab.tokenizers import get_tokenizer, load_tokenizer, with_mask_token
     from gptlab.training.callbacks import standard_callbacks
     from gptlab.training.checkpoint import STATE_FILE, TOKENIZER_DIR, load_trainer_state
     from gptlab.training.config import TrainConfig
@@ -229,12 +239,18 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
             raise ConfigError(
                 f"{resume} is a fine-tuning run: resume it with `gptlab finetune {task} --resume {resume}`"
             )
+        if "distill" in saved:  # resumed without its teacher, it would train on labels alone
+            raise ConfigError(
+                f"{resume} is a distillation run: resume it with `gptlab distill --resume {resume}`"
+            )
         model_over, train_over, data_over = split_settings(settings)
-        if model_over or data_over or "preset" in settings or "config" in settings:
+        changed = ("preset", "config", "objective")
+        if model_over or data_over or any(key in settings for key in changed):
             raise ConfigError(
                 "--resume continues a run as it was: only training settings (e.g. --max-iters) may change"
             )
-        model_cfg = GPTConfig.from_dict(saved["model"])
+        objective = "mlm" if saved.get("task") == "mlm" else "lm"
+        model_cfg = (EncoderConfig if objective == "mlm" else GPTConfig).from_dict(saved["model"])
         train_cfg = TrainConfig(**{**saved["train"], **train_over})
         data_cfg = saved["data"]
         run_dir = resume
@@ -246,6 +262,7 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
             preset = layered.pop("preset", preset)
         layered.update(settings)
         layered.pop("preset", None)
+        objective = layered.pop("objective", "lm")
         model_over, train_over, data_cfg = split_settings(layered)
         data_cfg = {"data": "tinyshakespeare", "tokenizer": "char", "val_fraction": 0.1, **data_cfg}
         train_cfg = TrainConfig(**train_over)
@@ -261,23 +278,30 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
         tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     else:
         tokenizer = get_tokenizer(data_cfg["tokenizer"], text=text_path.read_text(encoding="utf-8"))
+        if objective == "mlm":
+            tokenizer = with_mask_token(tokenizer)
         model_cfg = GPTConfig.from_preset(
             preset, **{**model_over, "vocab_size": tokenizer.vocab_size}
         )
+        if objective == "mlm":  # an encoder of the preset's shape
+            model_cfg = EncoderConfig.from_gpt(model_cfg, mask_id=tokenizer.mask_id)
     data = token_data(text_path, tokenizer, data_cfg["val_fraction"], model_cfg, train_cfg)
 
     torch.manual_seed(train_cfg.seed)
-    model = GPT(model_cfg)
+    model = MaskedLM(model_cfg) if objective == "mlm" else GPT(model_cfg)
 
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
             tokenizer.save(run_dir / TOKENIZER_DIR)
-        write_run_config(run_dir, model_cfg, train_cfg.to_dict(), data_cfg)
+        write_run_config(run_dir, model_cfg, train_cfg.to_dict(), data_cfg, task=objective)
     callbacks = standard_callbacks(
         run_dir, is_main=group.is_main, tensorboard=tensorboard, patience=train_cfg.patience
     )
-    trainer = lm_trainer(model, train_cfg, data, device, callbacks, group)
+    if objective == "mlm":
+        trainer = mlm_trainer(model, train_cfg, data, tokenizer, device, callbacks, group)
+    else:
+        trainer = lm_trainer(model, train_cfg, data, device, callbacks, group)
     if resume is not None:
         trainer.load_state_dict(load_trainer_state(run_dir / STATE_FILE))
     if group.is_main:
@@ -325,9 +349,10 @@ def token_data(text_path: Path, tokenizer, val_fraction: float, model_cfg, train
     return data
 
 
-def lm_trainer(model, train_cfg, data, device, callbacks, group):
+def lm_trainer(model, train_cfg, data, device, callbacks, group, **losses):
     """A Trainer of a language model on random windows of `data`'s train split, evaluated on
-    evenly spread windows of its val split."""
+    evenly spread windows of its val split; `losses` (loss_fn, eval_loss_fn) replace the
+    model's own loss (as distillation does)."""
     from gptlab.training.trainer import Trainer
 
     block = model.config.context_length
@@ -349,6 +374,7 @@ def lm_trainer(model, train_cfg, data, device, callbacks, group):
         device=device,
         callbacks=callbacks,
         group=group,
+        **losses,
     )
 
 

@@ -67,7 +67,10 @@ class GPTClassifier(nn.Module):
         return logits.detach(), loss
 
     def pool(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
-        """(B, T, C) hidden states to (B, C): the last real token's, or the real tokens' mean."""
+        """(B, T, C) hidden states to (B, C): the last real token's, the first token's (an
+        encoder's: it has seen every other one), or the real tokens' mean."""
+        if self.head.pooling == "first":  # right padding: position 0 is always real
+            return x[:, 0, :]
         if padding_mask is None:
             return x[:, -1, :] if self.head.pooling == "last" else x.mean(dim=1)
         if self.head.pooling == "mean":
@@ -88,3 +91,19 @@ class GPTClassifier(nn.Module):
         """Class probabilities (B, K), in float32."""
         logits, _ = self(idx, padding_mask)
         return torch.softmax(logits.float(), dim=-1)
+
+
+class EncoderClassifier(GPTClassifier):
+    """The same head on a bidirectional encoder (`gptlab.models.encoder.Encoder`, the body of a
+    masked-language model): every position sees the whole text, so the first token's state
+    (BERT's [CLS] position, Devlin et al. 2019, 3) or the mean serve as well as the last."""
+
+    def forward(
+        self, idx: Tensor, padding_mask: Tensor | None = None, targets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """As GPTClassifier's; the padding mask is always applied (no causal mask hides pads)."""
+        x = self.transformer(idx, padding_mask)  # (B, T, C)
+        logits = self.score(self.pool(x, padding_mask))  # (B, K)
+        if targets is None:
+            return logits, None
+        return logits.detach(), F.cross_entropy(logits.float(), targets)

@@ -24,10 +24,17 @@ class AddNorm(nn.Module):
     post-LN: norm(x + dropout(sublayer(x)))
     """
 
-    def __init__(self, n_embd: int, dropout: float = 0.0, pre_norm: bool = True, bias: bool = True):
+    def __init__(
+        self,
+        n_embd: int,
+        dropout: float = 0.0,
+        pre_norm: bool = True,
+        bias: bool = True,
+        eps: float = 1e-5,
+    ):
         super().__init__()
         self.pre_norm = pre_norm
-        self.norm = LayerNorm(n_embd, bias=bias)
+        self.norm = LayerNorm(n_embd, bias=bias, eps=eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
@@ -37,7 +44,11 @@ class AddNorm(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    """Self-attention over the whole sequence (no look-ahead mask), then feed-forward."""
+    """Self-attention over the whole sequence (no look-ahead mask), then feed-forward.
+
+    With `pre_norm=False` this is BERT's layer (Devlin et al. 2019, which kept the original
+    Transformer's post-LN); `eps` and `gelu` ("tanh" or "none", the exact erf form BERT uses)
+    let it match a given checkpoint's numbers."""
 
     def __init__(
         self,
@@ -47,13 +58,15 @@ class EncoderBlock(nn.Module):
         pre_norm: bool = True,
         bias: bool = True,
         ff_hidden: int | None = None,
+        eps: float = 1e-5,
+        gelu: str = "tanh",
     ):
         """ff_hidden: the feed-forward's inner width (default 4 * n_embd)."""
         super().__init__()
         self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=0.0, bias=bias)
-        self.mlp = FeedForward(n_embd, dropout=0.0, bias=bias, hidden=ff_hidden)
-        self.attn_norm = AddNorm(n_embd, dropout, pre_norm, bias)
-        self.mlp_norm = AddNorm(n_embd, dropout, pre_norm, bias)
+        self.mlp = FeedForward(n_embd, dropout=0.0, bias=bias, hidden=ff_hidden, gelu=gelu)
+        self.attn_norm = AddNorm(n_embd, dropout, pre_norm, bias, eps)
+        self.mlp_norm = AddNorm(n_embd, dropout, pre_norm, bias, eps)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x: (B, S, C); mask: (B, 1, 1, S) padding mask, True on real tokens."""

@@ -45,14 +45,21 @@ class FeedForward(nn.Module):
     """
 
     def __init__(
-        self, n_embd: int, dropout: float = 0.0, bias: bool = True, hidden: int | None = None
+        self,
+        n_embd: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        hidden: int | None = None,
+        gelu: str = "tanh",
     ):
+        """gelu: "tanh" (GPT-2's approximation) or "none" (the exact erf form, BERT's)."""
         super().__init__()
         hidden = 4 * n_embd if hidden is None else hidden
         self.c_fc = nn.Linear(n_embd, hidden, bias=bias)
         self.c_proj = nn.Linear(hidden, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
+        self.gelu = gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.gelu(self.c_fc(x), approximate="tanh")  # (B, T, 4C)
+        x = F.gelu(self.c_fc(x), approximate=self.gelu)  # (B, T, 4C)
         return self.dropout(self.c_proj(x))  # (B, T, C)

@@ -144,9 +144,13 @@ def _counts(part: LabelledTexts, names: list[str]) -> dict[str, int]:
 def classifier_from_body(
     body: GPT, names: list[str], pad_id: int, pooling: str = "last", padding_side: str = "right"
 ) -> GPTClassifier:
-    """A new classifier over `names` on a (pretrained) GPT body; its head starts small and random."""
+    """A new classifier over `names` on a (pretrained) GPT body, or an encoder (a masked-language
+    model's); its head starts small and random."""
+    from gptlab.models.classifier import EncoderClassifier
+    from gptlab.models.encoder import Encoder
+
     head = ClassifierConfig(labels=names, pooling=pooling, padding_side=padding_side, pad_id=pad_id)
-    return GPTClassifier(body, head)
+    return (EncoderClassifier if isinstance(body, Encoder) else GPTClassifier)(body, head)
 
 
 def classification_loss(model: nn.Module, batch) -> torch.Tensor:

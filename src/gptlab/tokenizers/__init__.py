@@ -10,12 +10,12 @@
 store one with a model.
 """
 
-from gptlab.tokenizers.base import Tokenizer
+from gptlab.tokenizers.base import MASK_TOKEN, Tokenizer
 from gptlab.tokenizers.bpe import ByteLevelBPE, bytes_to_unicode, pretokenize
 from gptlab.tokenizers.bpe_files import END_OF_TEXT
 from gptlab.tokenizers.char import CharTokenizer
 from gptlab.tokenizers.gpt2 import GPT2_NAMES, GPT2Tokenizer
-from gptlab.tokenizers.loading import get_tokenizer, load_tokenizer
+from gptlab.tokenizers.loading import get_tokenizer, load_tokenizer, with_mask_token
 from gptlab.tokenizers.parallel import (
     load_parallel_tokenizers,
     save_parallel_tokenizers,
@@ -26,6 +26,7 @@ from gptlab.tokenizers.trained import TrainedBPE
 __all__ = [
     "END_OF_TEXT",
     "GPT2_NAMES",
+    "MASK_TOKEN",
     "ByteLevelBPE",
     "CharTokenizer",
     "GPT2Tokenizer",
@@ -35,6 +36,7 @@ __all__ = [
     "get_tokenizer",
     "load_parallel_tokenizers",
     "load_tokenizer",
+    "with_mask_token",
     "pretokenize",
     "save_parallel_tokenizers",
     "train_parallel_tokenizers",

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from gptlab.errors import TokenizerError
 
 CONFIG_FILE = "tokenizer_config.json"
+MASK_TOKEN = "[MASK]"  # what a masked-language model fills in (BERT's spelling)
 
 
 class Tokenizer(ABC):
@@ -59,6 +60,16 @@ class Tokenizer(ABC):
     @abstractmethod
     def fingerprint(self) -> str:
         """A short hex digest of the vocabulary: equal vocabularies give equal fingerprints."""
+
+    @property
+    def special_ids(self) -> list[int]:
+        """Ids of the special tokens (end-of-text, [MASK]): never masked, never a random pick."""
+        return [] if self.eos_id is None else [self.eos_id]
+
+    @property
+    def mask_id(self) -> int | None:
+        """The id of [MASK], once `with_mask_token` has added it; None before."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, eos_id={self.eos_id})"

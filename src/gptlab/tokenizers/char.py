@@ -9,11 +9,13 @@ did not contain cannot be encoded, and says so.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from gptlab.errors import TokenizerError
 from gptlab.tokenizers.base import (
+    MASK_TOKEN,
     Tokenizer,
     ids_as_list,
     preview,
@@ -32,7 +34,9 @@ class CharTokenizer(Tokenizer):
 
     kind = "char"
 
-    def __init__(self, chars: Sequence[str]):
+    def __init__(self, chars: Sequence[str], special_tokens: Sequence[str] = ()):
+        """special_tokens: whole strings (like [MASK]) with ids after the characters', matched
+        in a text before it is cut into characters."""
         chars = list(chars)
         if not chars:
             raise TokenizerError("a character tokenizer needs at least one character")
@@ -40,9 +44,23 @@ class CharTokenizer(Tokenizer):
             raise TokenizerError("a character vocabulary holds single characters only")
         if len(set(chars)) != len(chars):
             raise TokenizerError("a character vocabulary cannot hold the same character twice")
+        special_tokens = list(special_tokens)
+        if any(len(token) < 2 for token in special_tokens) or len(set(special_tokens)) != len(
+            special_tokens
+        ):
+            raise TokenizerError(
+                "special tokens must be distinct strings of two characters or more"
+            )
         self.chars = chars
+        self.special_tokens = special_tokens
         self.eos_id = None  # a plain character corpus has no end-of-text token
         self._id_of = {char: index for index, char in enumerate(chars)}
+        self._special_id = {token: len(chars) + i for i, token in enumerate(special_tokens)}
+        self._special_pattern = (
+            re.compile("(" + "|".join(map(re.escape, special_tokens)) + ")")
+            if special_tokens
+            else None
+        )
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
@@ -53,9 +71,26 @@ class CharTokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        return len(self.chars)
+        return len(self.chars) + len(self.special_tokens)
+
+    @property
+    def special_ids(self) -> list[int]:
+        return list(self._special_id.values())
+
+    @property
+    def mask_id(self) -> int | None:
+        return self._special_id.get(MASK_TOKEN)
 
     def encode(self, text: str) -> list[int]:
+        if self._special_pattern is None:
+            return self._encode_chars(text)
+        ids = []
+        # split() with a group keeps the separators: odd pieces are the special tokens.
+        for i, piece in enumerate(self._special_pattern.split(text)):
+            ids.extend([self._special_id[piece]] if i % 2 else self._encode_chars(piece))
+        return ids
+
+    def _encode_chars(self, text: str) -> list[int]:
         try:
             return [self._id_of[char] for char in text]
         except KeyError:
@@ -67,7 +102,8 @@ class CharTokenizer(Tokenizer):
             ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
-        return "".join(self.chars[i] for i in ids_as_list(ids, self.vocab_size))
+        pieces = self.chars + self.special_tokens
+        return "".join(pieces[i] for i in ids_as_list(ids, self.vocab_size))
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -76,20 +112,23 @@ class CharTokenizer(Tokenizer):
         write_text(
             directory / VOCAB_FILE, json.dumps(self.chars, ensure_ascii=False, indent=0) + "\n"
         )
-        write_config(directory, self.kind)
+        extra = {"special_tokens": self.special_tokens} if self.special_tokens else {}
+        write_config(directory, self.kind, **extra)
 
     @classmethod
     def load(cls, directory: str | Path) -> CharTokenizer:
         directory = Path(directory)
-        read_config(directory, kind=cls.kind)
+        config = read_config(directory, kind=cls.kind)
         path = directory / VOCAB_FILE
         chars = read_json(path)
         if not isinstance(chars, list):
             raise TokenizerError(f"{path} should hold a JSON list of characters")
         try:
-            return cls(chars)
+            return cls(chars, config.get("special_tokens", []))
         except TokenizerError as error:
             raise TokenizerError(f"{path}: {error}") from None
 
     def fingerprint(self) -> str:
-        return short_digest({"chars": self.chars})
+        if not self.special_tokens:  # as before special tokens existed: cached corpora stay valid
+            return short_digest({"chars": self.chars})
+        return short_digest({"chars": self.chars, "special_tokens": self.special_tokens})

@@ -22,7 +22,14 @@ from pathlib import Path
 import tokenizers
 
 from gptlab.errors import TokenizerError
-from gptlab.tokenizers.base import Tokenizer, ids_as_list, read_config, write_config, write_text
+from gptlab.tokenizers.base import (
+    MASK_TOKEN,
+    Tokenizer,
+    ids_as_list,
+    read_config,
+    write_config,
+    write_text,
+)
 from gptlab.tokenizers.bpe_files import (
     END_OF_TEXT,
     MERGES_FILE,
@@ -70,18 +77,28 @@ class GPT2Tokenizer(Tokenizer):
 
     kind = "gpt2"
 
-    def __init__(self, vocab: dict[str, int], merges: list[Merge]):
+    def __init__(
+        self, vocab: dict[str, int], merges: list[Merge], extra_special_tokens: Iterable[str] = ()
+    ):
+        """extra_special_tokens: tokens added after GPT-2's vocabulary (from id 50257), like
+        [MASK]; each is matched whole in a text, as <|endoftext|> is."""
         self._vocab = vocab
         self._merges = merges
+        self.extra_special_tokens = [t for t in extra_special_tokens if t not in vocab]
         self._backend = tokenizers.Tokenizer(tokenizers.models.BPE(vocab, merges))
         # No space is added before the first word: GPT-2 encodes "Hello" as 15496, " Hello" as 18435.
         self._backend.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
         self._backend.decoder = tokenizers.decoders.ByteLevel()
         self.special_tokens = [END_OF_TEXT] if END_OF_TEXT in vocab else []
+        self.special_tokens += self.extra_special_tokens
         # normalized=False: the special token is matched in the raw text, before any other step.
+        # [MASK] takes the space before it (lstrip, as RoBERTa's <mask>): in "The [MASK] of" it
+        # stands for " king", one token with its space, not for "king" after a lone space.
         self._backend.add_special_tokens(
             [
-                tokenizers.AddedToken(token, special=True, normalized=False)
+                tokenizers.AddedToken(
+                    token, special=True, normalized=False, lstrip=token == MASK_TOKEN
+                )
                 for token in self.special_tokens
             ]
         )
@@ -121,6 +138,14 @@ class GPT2Tokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return self._vocab_size
 
+    @property
+    def special_ids(self) -> list[int]:
+        return [self._backend.token_to_id(token) for token in self.special_tokens]
+
+    @property
+    def mask_id(self) -> int | None:
+        return self._backend.token_to_id(MASK_TOKEN)
+
     def encode(self, text: str) -> list[int]:
         # `tokenizers` encodes one text on one core but a batch on all of them, so a long text (a
         # corpus) is encoded as a batch of chunks whose ids join to exactly the text's ids.
@@ -155,14 +180,21 @@ class GPT2Tokenizer(Tokenizer):
             bos_token=END_OF_TEXT,
             eos_token=END_OF_TEXT,
             unk_token=END_OF_TEXT,
+            **(
+                {"extra_special_tokens": self.extra_special_tokens}
+                if self.extra_special_tokens
+                else {}
+            ),
         )
 
     @classmethod
     def load(cls, directory: str | Path) -> GPT2Tokenizer:
-        read_config(directory, kind=cls.kind)
+        config = read_config(directory, kind=cls.kind)
         # Through from_pretrained, so a folder that transformers saved again (keeping our config
         # but writing only tokenizer.json) loads too.
-        return cls.from_pretrained(directory)
+        tokenizer = cls.from_pretrained(directory)
+        extra = config.get("extra_special_tokens")
+        return cls(tokenizer._vocab, tokenizer._merges, extra) if extra else tokenizer
 
     def fingerprint(self) -> str:
         return self._fingerprint

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gptlab.errors import TokenizerError
-from gptlab.tokenizers.base import Tokenizer, read_config
+from gptlab.tokenizers.base import MASK_TOKEN, Tokenizer, read_config
 from gptlab.tokenizers.bpe import ByteLevelBPE
 from gptlab.tokenizers.char import CharTokenizer
 from gptlab.tokenizers.gpt2 import GPT2_NAMES, GPT2Tokenizer
@@ -39,3 +39,18 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
             f"{Path(directory)} holds a tokenizer of unknown kind {kind!r}; known kinds: {', '.join(TOKENIZER_KINDS)}"
         )
     return TOKENIZER_KINDS[kind].load(directory)
+
+
+def with_mask_token(tokenizer: Tokenizer) -> Tokenizer:
+    """The same tokenizer with [MASK] added as a special token of its own, after the vocabulary
+    (a masked-language model's input); one that has it already is returned as it is."""
+    if tokenizer.mask_id is not None:
+        return tokenizer
+    if isinstance(tokenizer, CharTokenizer):
+        return CharTokenizer(tokenizer.chars, [*tokenizer.special_tokens, MASK_TOKEN])
+    if isinstance(tokenizer, GPT2Tokenizer):
+        extra = [*tokenizer.extra_special_tokens, MASK_TOKEN]
+        return GPT2Tokenizer(tokenizer._vocab, tokenizer._merges, extra)
+    raise TokenizerError(
+        f"a {tokenizer.kind!r} tokenizer cannot take a mask token: use char or gpt2"
+    )

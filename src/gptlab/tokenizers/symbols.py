@@ -44,7 +44,10 @@ class SymbolTokenizer(Tokenizer):
             raise TokenizerError("a symbol vocabulary cannot hold the same symbol twice")
         self.symbols = symbols
         self._id_of = {s: i + len(SPECIAL_TOKENS) for i, s in enumerate(symbols)}
-        self.special_ids = frozenset(range(len(SPECIAL_TOKENS)))
+
+    @property
+    def special_ids(self) -> list[int]:
+        return list(range(len(SPECIAL_TOKENS)))
 
     @property
     def vocab_size(self) -> int:

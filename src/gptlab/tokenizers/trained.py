@@ -62,7 +62,6 @@ class TrainedBPE(Tokenizer):
             raise TokenizerError(f"a trained BPE needs the special tokens {missing}")
         self._backend = backend
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = (vocab[t] for t in SPECIAL_TOKENS)
-        self.special_ids = frozenset((self.pad_id, self.bos_id, self.eos_id, self.unk_id))
         self._vocab_size = backend.get_vocab_size(with_added_tokens=True)
 
     @classmethod
@@ -98,6 +97,10 @@ class TrainedBPE(Tokenizer):
         if not counted.nonempty:
             raise TokenizerError("cannot train a tokenizer on no text: every sentence is empty")
         return cls(backend)
+
+    @property
+    def special_ids(self) -> list[int]:
+        return [self.pad_id, self.bos_id, self.eos_id, self.unk_id]
 
     @property
     def vocab_size(self) -> int:

@@ -36,14 +36,13 @@ def write_json(path: str | Path, data: dict) -> None:
 def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict with each shared tensor once (safetensors refuses aliases): the tied
     `lm_head.weight` is dropped and restored from `wte.weight` on load."""
-    state, seen = {}, set()
-    for name, tensor in model.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if key in seen:
-            continue
-        seen.add(key)
-        state[name] = tensor.detach().contiguous()
-    return state
+    state = model.state_dict()
+    aliases = shared_names(state)
+    kept: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if not any(other in kept for other in aliases[name]):
+            kept[name] = tensor.detach().contiguous()
+    return kept
 
 
 def shared_names(state: dict[str, torch.Tensor]) -> dict[str, list[str]]:

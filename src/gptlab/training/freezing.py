@@ -66,7 +66,8 @@ def freeze(model: nn.Module, policy: str) -> tuple[int, int]:
         if n:
             for block in body.h[len(body.h) - n :]:
                 block.requires_grad_(True)
-            body.ln_f.requires_grad_(True)
+            if hasattr(body, "ln_f"):  # a post-LN encoder's norms are inside its blocks
+                body.ln_f.requires_grad_(True)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     if trainable == 0:

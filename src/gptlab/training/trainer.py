@@ -64,6 +64,7 @@ class Trainer:
         *,
         device: torch.device,
         loss_fn: Callable[[nn.Module, Batch], torch.Tensor] = default_loss,
+        eval_loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
         callbacks: Iterable[Callback] = (),
         group: ProcessGroup | None = None,
         count_items: Callable[[Batch], int] = lambda batch: batch[0].numel(),
@@ -72,7 +73,8 @@ class Trainer:
     ):
         """evaluator: given the model (in eval mode, under no_grad and autocast), returns the
         validation metrics, "loss" among them; without one, evaluation is the mean of `loss_fn`
-        over `eval_batches`. monitor: the metric that picks the best checkpoint and drives
+        over `eval_batches`, of `eval_loss_fn` when given (a training loss with extra terms, as
+        distillation's, is not the loss to select a checkpoint by). monitor: the metric that picks the best checkpoint and drives
         early stopping ("loss", or one of HIGHER_IS_BETTER)."""
         self.config = config
         self.device = device
@@ -80,6 +82,7 @@ class Trainer:
         self.train_batch = train_batch
         self.eval_batches = eval_batches
         self.loss_fn = loss_fn
+        self.eval_loss_fn = eval_loss_fn or loss_fn
         self.callbacks = list(callbacks)
         self.group = group or ProcessGroup()
         self.count_items = count_items
@@ -231,7 +234,7 @@ class Trainer:
             if self.config.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             with self.autocast():
-                loss = self.loss_fn(self.eval_model, batch)
+                loss = self.eval_loss_fn(self.eval_model, batch)
             total += loss.float()  # added at once: a CUDA-graph replay reuses the loss's buffer
             count += 1
         if not count:

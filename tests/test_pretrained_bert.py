@@ -1,0 +1,112 @@
+"""gptlab's masked-language model against transformers' BertForMaskedLM: an exported run loads
+in transformers with equal logits, and a BERT folder imports with equal logits (float32,
+padding and token types included)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gptlab.cli import main
+from gptlab.config import EncoderConfig
+from gptlab.models.encoder import MaskedLM
+from gptlab.pretrained import load_model
+from gptlab.pretrained_bert import export_bert
+from gptlab.tokenizers import CharTokenizer, with_mask_token
+
+transformers = pytest.importorskip("transformers")
+
+TEXT = "to be or not to be, that is the question"
+
+
+def tokenizer():
+    return with_mask_token(CharTokenizer.from_text(TEXT))
+
+
+def inputs(vocab_size: int):
+    gen = torch.Generator().manual_seed(3)
+    idx = torch.randint(0, vocab_size, (2, 10), generator=gen)
+    types = torch.randint(0, 2, (2, 10), generator=gen)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 7:] = False  # the second row is 7 tokens and padding
+    return idx, types, mask
+
+
+def randomize_(model: torch.nn.Module) -> None:
+    """Non-trivial values everywhere (norm scales, biases), so a misplaced tensor shows."""
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name or "norm" in name or "ln" in name:
+                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.1)
+
+
+def assert_same_logits(ours: MaskedLM, theirs, vocab_size: int) -> None:
+    idx, types, mask = inputs(vocab_size)
+    with torch.no_grad():
+        got = ours(idx, padding_mask=mask, token_type_ids=types)[0]
+        want = theirs(input_ids=idx, token_type_ids=types, attention_mask=mask.long()).logits
+    torch.testing.assert_close(got[mask], want[mask], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("gelu", ["none", "tanh"])
+def test_exported_run_loads_in_bert_for_masked_lm_with_equal_logits(tmp_path, gelu):
+    tok = tokenizer()
+    config = EncoderConfig(
+        vocab_size=tok.vocab_size, context_length=16, n_layer=2, n_head=2, n_embd=16,
+        dropout=0.0, gelu=gelu, mask_id=tok.mask_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    ours = MaskedLM(config).eval()
+    randomize_(ours)
+    export_bert(ours, tok, tmp_path)
+    theirs = transformers.BertForMaskedLM.from_pretrained(tmp_path).eval()
+    assert_same_logits(ours, theirs, tok.vocab_size)
+
+
+def test_bert_folder_imports_with_equal_logits(tmp_path):
+    tok = tokenizer()
+    hf_config = transformers.BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=16, type_vocab_size=2,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(1)
+    theirs = transformers.BertForMaskedLM(hf_config).eval()
+    randomize_(theirs)
+    theirs.save_pretrained(tmp_path / "bert")
+    tok.save(tmp_path / "bert")
+    ours, _, info = load_model(tmp_path / "bert", task="mlm")
+    assert info["task"] == "mlm" and ours.config.layer_norm_eps == 1e-12
+    assert ours.config.mask_id == tok.mask_id
+    assert_same_logits(ours, theirs, tok.vocab_size)
+
+    # and through the command line: import, then fill a mask from the run
+    assert main(["import", str(tmp_path / "bert"), "--out", str(tmp_path / "run")]) == 0
+    again, _, _ = load_model(tmp_path / "run", task="mlm")
+    assert_same_logits(again, theirs, tok.vocab_size)
+    assert main(["fill-mask", str(tmp_path / "run"), "to [MASK]e", "--top-k", "2"]) == 0
+
+
+def test_bert_folder_without_a_gptlab_tokenizer_is_a_clear_error(tmp_path, capsys):
+    hf_config = transformers.BertConfig(
+        vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=8,
+    )  # fmt: skip
+    transformers.BertForMaskedLM(hf_config).save_pretrained(tmp_path)
+    assert main(["fill-mask", str(tmp_path), "[MASK]"]) == 2
+    assert "WordPiece" in capsys.readouterr().err
+
+
+def test_encoder_without_biases_does_not_export(tmp_path, capsys):
+    tok = tokenizer()
+    config = EncoderConfig(
+        vocab_size=tok.vocab_size, context_length=8, n_layer=1, n_head=2, n_embd=8,
+        bias=False, mask_id=tok.mask_id,
+    )  # fmt: skip
+    from gptlab.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="biases"):
+        export_bert(MaskedLM(config), tok, tmp_path)
