@@ -30,7 +30,7 @@ DISTILL_KEYS = ("alpha", "temperature", "cosine", "init_from_teacher")
 def add_parser(subparsers) -> None:
     from gptlab.commands.train import add_field_flag
     from gptlab.config import PRESETS, GPTConfig
-    from gptlab.distillation import DistillConfig
+    from gptlab.training.config import DistillConfig
     from gptlab.training.config import TrainConfig
 
     parser = subparsers.add_parser(

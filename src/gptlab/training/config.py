@@ -78,3 +78,24 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class DistillConfig:
+    """How the student learns from the teacher."""
+
+    alpha: float = 0.5  # weight of the soft (teacher) term; 1 - alpha goes to the labels
+    temperature: float = 2.0  # softens both distributions; 1 leaves them as they are
+    cosine: float = 0.0  # weight of the hidden-state cosine term (0: off)
+    init_from_teacher: bool = False  # copy embeddings, ln_f and every other block
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be positive, got {self.temperature}")
+        if self.cosine < 0:
+            raise ConfigError(f"the cosine weight must not be negative, got {self.cosine}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
