@@ -17,8 +17,32 @@ POSITION_KINDS = ("learned", "sinusoidal")
 IGNORE_INDEX = -100  # targets with this value add nothing to the loss (as in F.cross_entropy)
 
 
+class Shape:
+    """What the model configs share: a dict form, read back strictly (a key the class does not
+    know is an error: a typo in a config file must not pass silently), and the head size."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """Build a config from a dict, rejecting keys it does not know."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.__name__} field(s): {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+
 @dataclass
-class GPTConfig:
+class GPTConfig(Shape):
     """The shape of a GPT-2-style decoder-only transformer."""
 
     vocab_size: int = 50257
@@ -43,24 +67,6 @@ class GPTConfig:
             raise ConfigError(
                 f"positions must be one of {', '.join(POSITION_KINDS)}, got {self.positions!r}"
             )
-
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> GPTConfig:
-        """Build a config from a dict, rejecting keys it does not know (a typo is an error)."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown GPTConfig field(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> GPTConfig:
@@ -150,7 +156,7 @@ GELU_FORMS = ("none", "tanh")  # F.gelu's `approximate`: "none" is the exact erf
 
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(Shape):
     """The shape of a BERT-style encoder for masked-language modelling (`models.encoder`).
 
     Its own config, not more GPTConfig fields: BERT's choices that GPT lacks (token types, the
@@ -183,21 +189,6 @@ class EncoderConfig:
             raise ConfigError(
                 f"mask_id {self.mask_id} is outside the vocabulary of {self.vocab_size}"
             )
-
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> EncoderConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown EncoderConfig field(s): {', '.join(unknown)}")
-        return cls(**values)
 
     @classmethod
     def from_gpt(cls, gpt: GPTConfig, **overrides) -> EncoderConfig:

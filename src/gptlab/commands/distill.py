@@ -30,8 +30,7 @@ DISTILL_KEYS = ("alpha", "temperature", "cosine", "init_from_teacher")
 def add_parser(subparsers) -> None:
     from gptlab.commands.train import add_field_flag
     from gptlab.config import PRESETS, GPTConfig
-    from gptlab.training.config import DistillConfig
-    from gptlab.training.config import TrainConfig
+    from gptlab.training.config import DistillConfig, TrainConfig
 
     parser = subparsers.add_parser(
         "distill",

@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from gptlab.config import Shape
 from gptlab.errors import ConfigError
 
 POSITIONS = ("sinusoidal", "learned")
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(Shape):
     """The shape of an encoder-decoder; the defaults are a small model for the CPU.
 
     pad_id, bos_id and eos_id are target-side (and, with shared embeddings, source-side) ids:
@@ -66,18 +67,3 @@ class Seq2SeqConfig:
     def context_length(self) -> int:
         """The longest target the decoder can read, BOS included (the name decoding uses)."""
         return self.max_length
-
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Seq2SeqConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown encoder-decoder setting(s): {', '.join(unknown)}")
-        return cls(**values)
