@@ -407,16 +407,37 @@ def generation_controls(**changes):
 
 
 def test_generate_streams_text_that_grows_piece_by_piece(app, tiny_run):
-    pieces = list(app.generate(str(tiny_run), "To be", *generation_controls(max_new_tokens=8)))
+    steps = list(app.generate(str(tiny_run), "To be", *generation_controls(max_new_tokens=8)))
+    pieces = [text for text, _ in steps]
     assert pieces[0] == "" and len(pieces[-1]) == 8
     assert all(b.startswith(a) for a, b in zip(pieces, pieces[1:]))
+
+
+def test_generate_hands_the_exact_token_ids_to_colouring(app, tiny, tiny_run):
+    """The ids the model chose spell the text, and colouring scores those very ids."""
+    model, tokenizer = tiny
+    *_, (text, ids) = app.generate(str(tiny_run), "To be", *generation_controls(max_new_tokens=8))
+    assert len(ids) == 8 and tokenizer.decode(ids) == text
+    exact = continuation_probabilities(model, tokenizer, "To be", text, ids)
+    assert [token for token, _ in exact] == [tokenizer.decode([i]) for i in ids]
+    view, _ = app.colour(str(tiny_run), "To be", text, ids)
+    assert view.count('class="tokp-token"') == 8
+
+
+def test_colouring_tokenizes_again_text_the_ids_no_longer_spell(tiny):
+    model, tokenizer = tiny
+    ids = tokenizer.encode(", or")
+    edited = continuation_probabilities(model, tokenizer, "To be", ", on", ids)
+    assert [token for token, _ in edited] == [
+        tokenizer.decode([i]) for i in tokenizer.encode(", on")
+    ]
 
 
 def test_generate_greedy_gives_what_generate_text_gives(app, tiny, tiny_run):
     from gptlab.generation import generate_text
 
     model, tokenizer = tiny
-    *_, text = app.generate(
+    *_, (text, _) = app.generate(
         str(tiny_run), "To be", *generation_controls(strategy="greedy", max_new_tokens=12)
     )
     config = GenerationConfig(max_new_tokens=12, strategy="greedy", overflow="slide")
@@ -603,7 +624,9 @@ def test_an_instruction_run_selects_the_instruct_tab_and_says_what_it_is(app, in
 
 
 def test_generate_continues_an_instruction_runs_prompt_as_a_language_model(app, instruction_run):
-    *_, text = app.generate(str(instruction_run), "Hello", *generation_controls(max_new_tokens=4))
+    *_, (text, _) = app.generate(
+        str(instruction_run), "Hello", *generation_controls(max_new_tokens=4)
+    )
     assert text
 
 

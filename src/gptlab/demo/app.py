@@ -44,7 +44,7 @@ from gptlab.demo.settings import (  # noqa: E402
     whole_number,
 )
 from gptlab.errors import ConfigError, GptlabError  # noqa: E402
-from gptlab.generation import stream  # noqa: E402
+from gptlab.generation import stream, stream_tokens  # noqa: E402
 from gptlab.pretrained import is_classifier  # noqa: E402
 from gptlab.tasks.classification import max_text_tokens, predict_texts  # noqa: E402
 from gptlab.tasks.instruction import (  # noqa: E402
@@ -158,12 +158,13 @@ class DemoApp:
         return loaded.description, gr.Dataset(samples=[[p] for p in prompts])
 
     def generate(self, spec, prompt, *controls):
-        """Generate button: the continuation of the prompt, streamed as it comes."""
+        """Generate button: the continuation of the prompt, streamed as it comes, with the ids
+        of its tokens (kept in the page's state, so colouring needs no re-tokenizing)."""
         with shown_in_page():
             loaded = self.language_model(spec)
             config = self._config(*controls)
             prompt = checked_prompt(prompt, self.limits, loaded.tokenizer)
-            yield from streamed_text(loaded, prompt, config)
+            yield from streamed_text_and_ids(loaded, prompt, config)
 
     def compare(self, spec, prompt, *controls):
         """Compare button: the prompt decoded with settings A and B, streamed side by side.
@@ -183,14 +184,15 @@ class DemoApp:
                 texts = [text + piece for text, piece in zip(texts, pieces)]
                 yield tuple(texts)
 
-    def colour(self, spec, prompt, output):
+    def colour(self, spec, prompt, output, ids=None):
         """After a generation: the new tokens coloured by probability, and the whole text handed
-        to the explorer."""
+        to the explorer. `ids`, the generation's own token ids, are coloured as they are when
+        they still spell the output (otherwise the output is tokenized again)."""
         with shown_in_page():
             loaded = self.language_model(spec)
             prompt = checked_prompt(prompt, self.limits, loaded.tokenizer)
             output = checked_text(output, "the output", self.limits.max_text_chars)
-            tokens = continuation_probabilities(loaded.model, loaded.tokenizer, prompt, output)
+            tokens = continuation_probabilities(loaded.model, loaded.tokenizer, prompt, output, ids)
         return render.coloured_text(prompt, tokens), prompt + output
 
     def explore(self, spec, text, temperature, top_k, top_p, repetition_penalty, rows):
@@ -553,14 +555,17 @@ class DemoApp:
                 )
             strategy.change(show_beams, [strategy], [beams], queue=False)
 
+            generated_ids = gr.State([])  # the ids of the output's tokens, for colouring
             generating = generate.click(
                 self.generate,
                 [model, prompt, *decoding],
-                [output],
+                [output, generated_ids],
                 api_name="generate",
                 **in_group,
             )
-            after = dict(inputs=[model, prompt, output], outputs=[coloured, text], **in_group)
+            after = dict(
+                inputs=[model, prompt, output, generated_ids], outputs=[coloured, text], **in_group
+            )
             generating.success(self.colour, api_visibility="private", **after)
             stop.click(None, cancels=[generating]).then(
                 self.colour, api_visibility="private", **after
@@ -673,11 +678,20 @@ def needs_an_instruction_run(loaded: LoadedModel) -> str:
 
 def streamed_text(loaded: LoadedModel, prompt: str, config):
     """The text of a generation as it grows: empty first, then longer with each piece."""
-    text = ""
-    yield text
-    for piece in stream(loaded.model, loaded.tokenizer, prompt, config):
-        text += piece
+    for text, _ in streamed_text_and_ids(loaded, prompt, config):
         yield text
+
+
+def streamed_text_and_ids(loaded: LoadedModel, prompt: str, config):
+    """(text, token ids) of a generation as it grows: empty first, then longer with each piece."""
+    text, ids = "", []
+    yield text, ids
+    for new_ids, piece in stream_tokens(loaded.model, loaded.tokenizer, prompt, config):
+        ids = ids + new_ids
+        text += piece
+        if piece:
+            yield text, ids
+    yield text, ids  # the last ids, should the last token have let out no text
 
 
 def show_beams(strategy):

@@ -178,15 +178,17 @@ def visible_token(text: str) -> str:
 
 
 def continuation_probabilities(
-    model, tokenizer, prompt: str, continuation: str
+    model, tokenizer, prompt: str, continuation: str, ids: list[int] | None = None
 ) -> list[tuple[str, float]]:
     """Each token of `continuation` with the probability the model gave it after `prompt`.
 
-    The continuation is read as the tokenizer splits it, which for text the model wrote is
-    almost always how the model wrote it.
+    `ids`: the tokens the model wrote, taken as they are when they spell `continuation`. Without
+    them (or for edited text) the continuation is read as the tokenizer splits it, which is
+    almost always, but not always, how the model wrote it.
     """
     prompt_ids = text_ids(tokenizer, prompt)
-    new_ids = tokenizer.encode(continuation)
+    exact = bool(ids) and tokenizer.decode(list(ids)) == continuation
+    new_ids = list(ids) if exact else tokenizer.encode(continuation)
     if not new_ids:
         return []
     probabilities = token_probabilities(model, prompt_ids + new_ids, len(prompt_ids))

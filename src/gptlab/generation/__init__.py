@@ -38,6 +38,7 @@ _LAZY_NAMES = {
     "top_p_filter": ".processors",
     "generate_text": ".streaming",
     "stream": ".streaming",
+    "stream_tokens": ".streaming",
     "speculative_tokens": ".speculative",
     "TextAssembler": ".text",
 }

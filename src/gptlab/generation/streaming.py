@@ -63,9 +63,42 @@ def stream(
     draft: a small model's `Decoder` for speculative decoding (see `generate`); `stats`, a
     `DraftStats` it fills.
     """
+    for _, piece in stream_tokens(
+        model,
+        tokenizer,
+        prompt,
+        config,
+        decoder=decoder,
+        draft=draft,
+        draft_tokens=draft_tokens,
+        stats=stats,
+    ):
+        if piece:
+            yield piece
+
+
+def stream_tokens(
+    model,
+    tokenizer,
+    prompt: str,
+    config: GenerationConfig,
+    *,
+    decoder: Decoder | None = None,
+    draft: Decoder | None = None,
+    draft_tokens: int = 4,
+    stats=None,
+) -> Iterator[tuple[list[int], str]]:
+    """`stream`, with the token ids: yields (ids, text), the new tokens since the last yield and
+    the text they let out (empty while a character or a possible stop string is incomplete; the
+    last yield may be text alone). The ids add up to exactly the tokens the model chose, up to
+    the one that completes a stop string, so they need no re-tokenizing of the text."""
     config = with_tokenizer_eos(config, tokenizer)
     if config.uses_beams:
-        yield generate_text(model, tokenizer, [prompt], config, decoder=decoder)[0]
+        ids = generate(
+            model, [tokenizer.encode(prompt)], config, tokenizer=tokenizer, decoder=decoder
+        )[0]
+        assembler = TextAssembler(tokenizer, config.stop)
+        yield ids, assembler.push(ids) + assembler.finish()
         return
     decoder = decoder or Decoder(model)
     if draft is not None:
@@ -82,11 +115,9 @@ def stream(
             token = int(token[0])
             if token == config.stop_id:
                 break
-            piece = assembler.push([token])
-            if piece:
-                yield piece
+            yield [token], assembler.push([token])
             if assembler.stopped:
                 break
     rest = assembler.finish()
     if rest:
-        yield rest
+        yield [], rest
