@@ -177,7 +177,7 @@ def _distill(settings: dict, tensorboard: bool) -> int:
     import torch
 
     from gptlab.commands.finetune_runs import new_run_dir
-    from gptlab.commands.train import fit, lm_trainer, token_data, training_device
+    from gptlab.commands.train import fit_and_report, lm_trainer, token_data, training_device
     from gptlab.config import GPTConfig
     from gptlab.data.text import resolve_text
     from gptlab.distillation import (
@@ -290,11 +290,5 @@ def _distill(settings: dict, tensorboard: bool) -> int:
             f"{train_cfg.max_iters} steps -> {run_dir}",
             file=sys.stderr,
         )
-    seconds = fit(trainer, group)
-    if group.is_main:
-        best = f"best val loss {trainer.best_metric:.4f}, " if trainer.evaluated else ""
-        print(
-            f"done: {trainer.step} steps, {best}{seconds:.1f} s; run directory {run_dir}",
-            file=sys.stderr,
-        )
+    fit_and_report(trainer, group, run_dir)
     return 0

@@ -310,13 +310,7 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
             f"{len(data.train):,} train / {len(data.val):,} val tokens, {train_cfg.max_iters} steps -> {run_dir}",
             file=sys.stderr,
         )
-    seconds = fit(trainer, group)
-    if group.is_main:
-        best = f"best val loss {trainer.best_metric:.4f}, " if trainer.evaluated else ""
-        print(
-            f"done: {trainer.step} steps, {best}{seconds:.1f} s; run directory {run_dir}",
-            file=sys.stderr,
-        )
+    fit_and_report(trainer, group, run_dir)
     return 0
 
 
@@ -376,6 +370,17 @@ def lm_trainer(model, train_cfg, data, device, callbacks, group, **losses):
         group=group,
         **losses,
     )
+
+
+def fit_and_report(trainer, group, run_dir) -> None:
+    """`fit`, then the line that ends a language-model run: steps, best val loss, time, where."""
+    seconds = fit(trainer, group)
+    if group.is_main:
+        best = f"best val loss {trainer.best_metric:.4f}, " if trainer.evaluated else ""
+        print(
+            f"done: {trainer.step} steps, {best}{seconds:.1f} s; run directory {run_dir}",
+            file=sys.stderr,
+        )
 
 
 def fit(trainer, group) -> float:

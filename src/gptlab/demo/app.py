@@ -686,12 +686,15 @@ def streamed_text_and_ids(loaded: LoadedModel, prompt: str, config):
     """(text, token ids) of a generation as it grows: empty first, then longer with each piece."""
     text, ids = "", []
     yield text, ids
+    shown = True  # whether the page has the latest (text, ids)
     for new_ids, piece in stream_tokens(loaded.model, loaded.tokenizer, prompt, config):
         ids = ids + new_ids
         text += piece
-        if piece:
+        shown = bool(piece)
+        if shown:
             yield text, ids
-    yield text, ids  # the last ids, should the last token have let out no text
+    if not shown:
+        yield text, ids  # the last ids let out no text: colouring still needs them
 
 
 def show_beams(strategy):

@@ -154,6 +154,7 @@ class Decoder:
         self.cache_length = cache_length
         self.compile = compile
         self._step = compiled_decode_step() if compile else decode_step
+        self._extend = compiled_extend_step() if compile else extend_step
         self.kv_cache = None
         self.length = 0  # slots written so far: the next token goes into slot `length`
 
@@ -237,8 +238,7 @@ class Decoder:
         n = tokens.size(1)
         self._show(self.length + n)
         offsets = torch.arange(n, device=self.device)
-        step = compiled_extend_step() if self.compile else extend_step
-        logits = step(
+        logits = self._extend(
             self.model,
             self.kv_cache,
             tokens,
@@ -264,8 +264,9 @@ class Decoder:
     def _show(self, needed: int) -> None:
         """Let attention read the first slots of the cache, at least `needed` of them."""
         visible = visible_slots(needed, self.max_length)
-        for layer in self.kv_cache:
-            layer.visible = visible
+        if visible != self.kv_cache[0].visible:  # changes a few times a generation
+            for layer in self.kv_cache:
+                layer.visible = visible
 
     @property
     def full(self) -> bool:
