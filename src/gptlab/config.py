@@ -40,6 +40,17 @@ class Shape:
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 
+    def check_shape(self, sizes: tuple[str, ...]) -> None:
+        """The checks every shape needs: `sizes` positive, heads dividing the width, a dropout
+        rate in [0, 1)."""
+        for name in sizes:
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
 
 @dataclass
 class GPTConfig(Shape):
@@ -56,13 +67,7 @@ class GPTConfig(Shape):
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
-        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.check_shape(("vocab_size", "context_length", "n_layer", "n_head", "n_embd"))
         if self.positions not in POSITION_KINDS:
             raise ConfigError(
                 f"positions must be one of {', '.join(POSITION_KINDS)}, got {self.positions!r}"
@@ -176,13 +181,7 @@ class EncoderConfig(Shape):
     mask_id: int = 0  # the [MASK] token's id in the run's tokenizer
 
     def __post_init__(self):
-        for name in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.check_shape(("vocab_size", "context_length", "n_layer", "n_head", "n_embd"))
         if self.gelu not in GELU_FORMS:
             raise ConfigError(f"gelu must be one of {', '.join(GELU_FORMS)}, got {self.gelu!r}")
         if not 0 <= self.mask_id < self.vocab_size:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from gptlab.config import Shape
+from gptlab.config import POSITION_KINDS, Shape
 from gptlab.errors import ConfigError
-
-POSITIONS = ("sinusoidal", "learned")
 
 
 @dataclass
@@ -34,24 +32,18 @@ class Seq2SeqConfig(Shape):
     ff_hidden: int | None = None  # the feed-forward's inner width (None: 4 * n_embd)
     dropout: float = 0.1
     pre_norm: bool = True
-    positions: str = dataclasses.field(default="sinusoidal", metadata={"choices": POSITIONS})
+    positions: str = dataclasses.field(default="sinusoidal", metadata={"choices": POSITION_KINDS})
     shared_embeddings: bool = False  # one table for source and target (a joint vocabulary)
     tie_output: bool = True  # the output projection reads logits off the target embeddings
     max_length: int = 128  # positions of the source, and of the target (BOS included)
     bias: bool = True
 
     def __post_init__(self):
-        for name in ("src_vocab_size", "tgt_vocab_size", "n_head", "n_embd", "max_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.n_encoder_layer < 1 or self.n_decoder_layer < 1:
             raise ConfigError("an encoder-decoder needs at least one encoder and decoder layer")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if self.positions not in POSITIONS:
-            raise ConfigError(f"positions must be one of {', '.join(POSITIONS)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.check_shape(("src_vocab_size", "tgt_vocab_size", "n_head", "n_embd", "max_length"))
+        if self.positions not in POSITION_KINDS:
+            raise ConfigError(f"positions must be one of {', '.join(POSITION_KINDS)}")
         if self.shared_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ConfigError("shared embeddings need one vocabulary: src and tgt sizes differ")
         for name in ("pad_id", "bos_id", "eos_id"):
