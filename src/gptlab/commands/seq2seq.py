@@ -56,8 +56,9 @@ TASK_DEFAULTS: dict[str, dict] = {
 # Multi30K: the shape of the tutorials' model (3 + 3 layers, 256 wide, 8 heads) with a joint BPE
 # vocabulary shared by both embeddings and the output (7.6M parameters; 9.6M with
 # --separate-vocab), and the regularisation a 29,000-pair corpus needs: dropout 0.2, label
-# smoothing 0.1 (Vaswani et al. 5.4), weight decay. Not measured yet (no GPU here): a starting
-# point for benchmarks/seq2seq.py.
+# smoothing 0.1 (Vaswani et al. 5.4), weight decay. On one H200: de-en test BLEU 40.66 greedy,
+# 41.56 beam 5 (lower-cased tokenized; the tutorial's 36.52), in about four minutes
+# (docs/seq2seq.md).
 TASK_DEFAULTS["multi30k"] = dict(
     n_encoder_layer=3,
     n_decoder_layer=3,
