@@ -14,6 +14,14 @@ docs/figures/induction-heads.png (each head's scores at the end of the 2-layer r
 the step at which each model's highest induction score first reaches --threshold. The models
 are attention-only by default, the paper's cleanest setting (their MLPs replaced by zero, from
 outside the model code); --with-mlp trains standard GPT blocks.
+
+The unembedding is untied from the token embedding (Olsson et al.'s models have their own W_U;
+--tied keeps GPT-2's tying). This matters: an attention-only model whose unembedding is the
+embedding's transpose grows neither previous-token nor induction heads, even on random
+sequences repeated with a varying period, the easiest induction task there is: its direct path
+is W_E W_E^T, which predicts the current token again, and every head's output is read through
+that same matrix. Untied, the same model on the same task forms an induction head within 400
+steps (see docs/interpret.md).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,6 +84,39 @@ def attention_only(model: GPT) -> GPT:
         block.mlp = NoMLP()
         block.ln_2.requires_grad_(False)
     return model
+
+
+def untie(model: GPT) -> GPT:
+    """Give the model an unembedding of its own, initialised as the embedding is (GPT-2 ties
+    lm_head.weight to wte.weight)."""
+    weight = torch.empty_like(model.wte.weight)
+    nn.init.normal_(weight, mean=0.0, std=0.02)
+    model.lm_head.weight = nn.Parameter(weight)
+    return model
+
+
+class RepeatedSequences:
+    """The easiest induction task, as a check of the whole experiment: windows of random tokens
+    that repeat with a period drawn per batch (so no fixed offset solves it, only looking up
+    what followed the current token last time). The data object `train_one` expects."""
+
+    def __init__(self, vocab_size: int, shortest: int = 6, longest: int = 30):
+        self.vocab_size, self.shortest, self.longest = vocab_size, shortest, longest
+
+    def windows(self, seed: int, batch_size: int, block_size: int, device):
+        generator = torch.Generator().manual_seed(seed)
+        period = int(torch.randint(self.shortest, self.longest + 1, (1,), generator=generator))
+        once = torch.randint(self.vocab_size, (batch_size, period), generator=generator)
+        tokens = once.repeat(1, block_size // period + 2)[:, : block_size + 1]  # (B, T+1)
+        return tokens[:, :-1].to(device), tokens[:, 1:].to(device)
+
+    def train_batch(self, step, index, batch_size, block_size, seed, device):
+        mixed = np.random.SeedSequence((seed, step, index)).generate_state(1)[0]
+        return self.windows(int(mixed), batch_size, block_size, device)
+
+    def eval_batches(self, split, batch_size, block_size, num_batches, device):
+        first = {"train": 10**9, "val": 2 * 10**9}[split]  # seeds training never draws
+        return (self.windows(first + i, batch_size, block_size, device) for i in range(num_batches))
 
 
 class LossLog(Callback):
@@ -132,6 +174,8 @@ def train_one(n_layer, args, job, data, vocab_size, common, device) -> dict:
     model = GPT(config)
     if not args.with_mlp:
         attention_only(model)
+    if not args.tied:
+        untie(model)
     train = dict(job["train"])
     if args.steps:
         train["max_iters"] = args.steps
@@ -255,8 +299,18 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--threshold", type=float, default=0.3, help="induction score to reach")
+    parser.add_argument(
+        "--data",
+        choices=["shakespeare", "repeated"],
+        default="shakespeare",
+        help="TinyShakespeare, or random tokens repeated with a varying period (the check)",
+    )
+    parser.add_argument("--repeated-vocab", type=int, default=64, help="repeated: vocabulary")
     parser.add_argument("--tokenizer", choices=["char", "gpt2"], default="char")
     parser.add_argument("--with-mlp", action="store_true", help="standard blocks, MLPs kept")
+    parser.add_argument(
+        "--tied", action="store_true", help="keep the unembedding tied to the embedding"
+    )
     parser.add_argument("--out-dir", default=str(FIGURES), help="where the figures go")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
@@ -264,34 +318,40 @@ def main() -> None:
     name = "quick" if args.quick else args.job
     device = resolve_device("cpu" if name != "gpu" and args.device == "auto" else args.device)
     job = JOBS[name]
-    text = resolve("tinyshakespeare")
-    if args.tokenizer == "char":
-        from gptlab.tokenizers import CharTokenizer
-
-        tokenizer = CharTokenizer.from_text(text.read_text())
-    else:
-        from gptlab.tokenizers import GPT2Tokenizer
-
-        tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # through the data registry
-    data = TokenData.from_file(text, tokenizer)
     kind = "attention-only" if not args.with_mlp else "standard"
+    kind += ", tied unembedding" if args.tied else ", untied unembedding"
+    if args.data == "repeated":
+        vocab_size = args.repeated_vocab
+        data, common = RepeatedSequences(vocab_size), torch.arange(vocab_size)
+        corpus, suffix = f"repeated random tokens (vocab {vocab_size})", "-repeated"
+    else:
+        text = resolve("tinyshakespeare")
+        if args.tokenizer == "char":
+            from gptlab.tokenizers import CharTokenizer
+
+            tokenizer = CharTokenizer.from_text(text.read_text())
+        else:
+            from gptlab.tokenizers import GPT2Tokenizer
+
+            tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # through the data registry
+        data, vocab_size = TokenData.from_file(text, tokenizer), tokenizer.vocab_size
+        common = common_tokens(data.train, vocab_size)
+        corpus, suffix = f"TinyShakespeare ({args.tokenizer}, vocab {vocab_size})", ""
     print(
-        f"TinyShakespeare ({args.tokenizer}, vocab {tokenizer.vocab_size}), {kind} models, "
-        f"{job['model']}, device {device}, torch {torch.__version__}",
+        f"{corpus}, {kind} models, {job['model']}, device {device}, torch {torch.__version__}",
         flush=True,
     )
-    common = common_tokens(data.train, tokenizer.vocab_size)
-    results = [train_one(n, args, job, data, tokenizer.vocab_size, common, device) for n in (2, 1)]
+    results = [train_one(n, args, job, data, vocab_size, common, device) for n in (2, 1)]
 
     out = Path(args.out_dir)
     title = (
-        f"{kind} GPTs on TinyShakespeare ({args.tokenizer}, {name} job): loss and the highest "
-        f"induction score, 2 layers against 1"
+        f"{kind} GPTs on {corpus}, {name} job:\nloss and the highest induction score, "
+        "2 layers against 1"
     )
-    path = save_png(induction_figure(results, args.threshold, title), out / "induction.png")
-    print(f"wrote {path}")
+    figure = induction_figure(results, args.threshold, title)
+    print(f"wrote {save_png(figure, out / f'induction{suffix}.png')}")
     heads = head_scores_figure(results[0]["final_scores"])
-    print(f"wrote {save_png(heads, out / 'induction-heads.png')}")
+    print(f"wrote {save_png(heads, out / f'induction-heads{suffix}.png')}")
 
     print(
         f"\n| model | seconds | final val loss | max induction score | step reaching "
