@@ -7,6 +7,7 @@ graph (float32, so that batching cannot change a greedy token by rounding).
 
 from __future__ import annotations
 
+import dataclasses
 import string
 import threading
 
@@ -107,6 +108,30 @@ def test_each_request_keeps_its_own_settings_in_a_shared_batch():
         scheduler.stop(30)
     for got, (prompt, config) in zip(tokens, jobs):
         assert got == generate(model, [TOKENIZER.encode(prompt)], config)[0]
+
+
+@pytest.mark.parametrize("device, compile", DEVICES)
+def test_a_beam_search_beside_the_batch_finds_the_librarys_beams(device, compile):
+    """Two beam requests and greedy ones submitted together: the searches run one after the
+    other on their own cache while the batch steps between their steps, and each request gets
+    the tokens `generate` gives it alone."""
+    model = tiny_model(context=64, device=device)
+    scheduler = Scheduler(model, TOKENIZER, max_batch=4, max_queue=16, compile=compile)
+    beams = GenerationConfig(max_new_tokens=25, strategy="beam", num_beams=3, length_penalty=0.5)
+    jobs = [
+        ("To be, or not", GenerationConfig(max_new_tokens=40, strategy="greedy")),
+        ("ROMEO:", beams),
+        ("a", GenerationConfig(max_new_tokens=30, strategy="greedy")),
+        ("a", dataclasses.replace(beams, num_beams=4, early_stopping=True)),
+    ]
+    scheduler.start()
+    try:
+        tokens = run_all(scheduler, jobs)
+    finally:
+        scheduler.stop(30)
+    for got, (prompt, config) in zip(tokens, jobs):
+        assert got == generate(model, [TOKENIZER.encode(prompt)], config)[0]
+    assert tokens[1] != generate(model, [TOKENIZER.encode("ROMEO:")], jobs[2][1])[0][:25]
 
 
 def test_a_sequence_that_could_never_fit_the_cache_is_refused_at_once():

@@ -56,6 +56,8 @@ from gptlab.generation.loop import eval_mode, new_generator
 
 log = logging.getLogger("gptlab.serve")
 
+DECODING_FAILED = "internal error while decoding"  # what a client hears of a fault of the server
+
 
 class QueueFull(GptlabError):
     """Too many sequences wait for a row: the client should retry later (HTTP 429)."""
@@ -240,12 +242,12 @@ class Scheduler:
             finally:
                 self.ready.set()
             while self._wait_for_work():
-                with self.wakeup:
-                    beams = self.beam_waiting.popleft() if self.beam_waiting else None
-                if beams is None:
-                    self._step_batch()
-                else:
+                if self.beam_waiting:  # only this thread takes from it: it stays non-empty
+                    with self.wakeup:
+                        beams = self.beam_waiting.popleft()
                     self._beam_search(beams)
+                else:
+                    self._step_batch()
 
     def _wait_for_work(self) -> bool:
         """Block until there is something to do; False once stopping with nothing left."""
@@ -261,7 +263,7 @@ class Scheduler:
             self._iteration()
         except Exception:  # a fault of the server, not of a request: report, go on
             log.exception("decoding failed; the running requests end with an error")
-            self._fail_running("internal error while decoding")
+            self._fail_running()
 
     def _iteration(self) -> None:
         """Drop cancelled rows, admit waiting sequences (one prefill), decode one step."""
@@ -445,7 +447,7 @@ class Scheduler:
         except Exception:  # a fault of the server: report, go on with the batch
             log.exception("beam search failed; its request ends with an error")
             for seq in sequences[ended:]:
-                request.emit(Event(seq.index, finish_reason="error", error="internal error"))
+                request.emit(Event(seq.index, finish_reason="error", error=DECODING_FAILED))
         finally:
             self.beam_decoder.before_step = BetweenSteps.nothing
             self.beam_running = 0
@@ -460,10 +462,10 @@ class Scheduler:
         # penalties ban every token): end it all the same, so its client is not left waiting.
         self._finish(seq, Event(seq.index, seq.assembler.finish(), finish_reason="length"))
 
-    def _fail_running(self, message: str) -> None:
+    def _fail_running(self) -> None:
         for seq in self.rows:
             if seq is not None:
-                self._finish(seq, Event(seq.index, finish_reason="error", error=message))
+                self._finish(seq, Event(seq.index, finish_reason="error", error=DECODING_FAILED))
 
 
 class BetweenSteps(Decoder):
