@@ -16,7 +16,7 @@ import torch
 
 from gptlab.config import GPTConfig
 from gptlab.errors import ContextLengthError
-from gptlab.generation import GenerationConfig, generate
+from gptlab.generation import Decoder, GenerationConfig, beam_search, generate
 from gptlab.models.gpt import GPT
 from gptlab.serve.scheduler import Request, Scheduler
 from gptlab.tokenizers.char import CharTokenizer
@@ -132,6 +132,33 @@ def test_a_beam_search_beside_the_batch_finds_the_librarys_beams(device, compile
     for got, (prompt, config) in zip(tokens, jobs):
         assert got == generate(model, [TOKENIZER.encode(prompt)], config)[0]
     assert tokens[1] != generate(model, [TOKENIZER.encode("ROMEO:")], jobs[2][1])[0][:25]
+
+
+def test_a_beam_search_that_ends_at_eos_ends_its_request_with_stop():
+    model = tiny_model(context=64)
+    ids = TOKENIZER.encode("ROMEO:")
+    config = GenerationConfig(max_new_tokens=25, strategy="beam", num_beams=3)
+    config = dataclasses.replace(config, eos_id=generate(model, [ids], config)[0][4])
+    with torch.inference_mode():
+        expected = beam_search(Decoder(model), torch.tensor([ids]), None, config)[0]
+    assert expected[-1] == config.eos_id and len(expected) < 25  # the best beam ended at EOS
+    events, finished = [], threading.Event()
+
+    def emit(event):
+        events.append(event)
+        if event.finish_reason:
+            finished.set()
+
+    scheduler = Scheduler(model, TOKENIZER, max_batch=2)
+    scheduler.start()
+    try:
+        scheduler.submit(Request([ids], config, emit))
+        assert finished.wait(60)
+    finally:
+        scheduler.stop(30)
+    assert [event.token for event in events] == expected  # EOS counts, as the batch counts it
+    assert events[-1].finish_reason == "stop" and events[-1].text == ""
+    assert "".join(event.text for event in events) == TOKENIZER.decode(expected[:-1])
 
 
 def test_a_sequence_that_could_never_fit_the_cache_is_refused_at_once():
