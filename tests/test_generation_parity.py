@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gptlab.generation import GenerationConfig, generate
+from gptlab.generation import Decoder, GenerationConfig, beam_hypotheses, generate
+from gptlab.generation.loop import batch_prompts, cut_at_eos
 from gptlab.models.gpt import GPT
 from gptlab.pretrained import config_from_hf, state_dict_from_hf
 
@@ -175,3 +176,19 @@ def test_beam_search_with_penalties_matches_transformers():
         generate(model, prompt, GenerationConfig(strategy="beam", max_new_tokens=12, **settings))
         == expected
     )
+
+
+def test_the_best_beam_hypotheses_are_transformers_num_return_sequences():
+    hf_model, model = model_pair("3x48")
+    prompts = random_prompts(vocab_of(model), (6, 2, 11), seed=7)
+    eos = eos_on_the_greedy_path(model, prompts[0], 3)
+    settings = dict(num_beams=4, length_penalty=0.5)
+    expected = hf_generate(
+        hf_model, prompts, eos_id=eos, max_new_tokens=12, num_return_sequences=3, **settings
+    )
+    config = GenerationConfig(strategy="beam", max_new_tokens=12, eos_id=eos, **settings)
+    decoder = Decoder(model)
+    with torch.inference_mode():
+        ids, mask = batch_prompts(decoder, prompts, config)
+        found = beam_hypotheses(decoder, ids, mask, config, count=3)
+    assert [cut_at_eos(tokens, eos) for best in found for tokens in best] == expected

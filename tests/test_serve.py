@@ -58,7 +58,7 @@ class Server:
     def __init__(self, model, info=None, *, name="tiny", api_key=None, max_batch=4, max_queue=8):
         self.model = model
         self.scheduler = Scheduler(model, TOKENIZER, max_batch=max_batch, max_queue=max_queue)
-        served = ServedModel(name, model, TOKENIZER, info or {}, max_queue)
+        served = ServedModel(name, model, TOKENIZER, info or {}, max_queue, max_beams=max_batch)
         app = create_app(served, self.scheduler, api_key=api_key)
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))

@@ -7,6 +7,7 @@ graph (float32, so that batching cannot change a greedy token by rounding).
 
 from __future__ import annotations
 
+import dataclasses
 import string
 import threading
 
@@ -15,7 +16,7 @@ import torch
 
 from gptlab.config import GPTConfig
 from gptlab.errors import ContextLengthError
-from gptlab.generation import GenerationConfig, generate
+from gptlab.generation import Decoder, GenerationConfig, beam_search, generate
 from gptlab.models.gpt import GPT
 from gptlab.serve.scheduler import Request, Scheduler
 from gptlab.tokenizers.char import CharTokenizer
@@ -107,6 +108,57 @@ def test_each_request_keeps_its_own_settings_in_a_shared_batch():
         scheduler.stop(30)
     for got, (prompt, config) in zip(tokens, jobs):
         assert got == generate(model, [TOKENIZER.encode(prompt)], config)[0]
+
+
+@pytest.mark.parametrize("device, compile", DEVICES)
+def test_a_beam_search_beside_the_batch_finds_the_librarys_beams(device, compile):
+    """Two beam requests and greedy ones submitted together: the searches run one after the
+    other on their own cache while the batch steps between their steps, and each request gets
+    the tokens `generate` gives it alone."""
+    model = tiny_model(context=64, device=device)
+    scheduler = Scheduler(model, TOKENIZER, max_batch=4, max_queue=16, compile=compile)
+    beams = GenerationConfig(max_new_tokens=25, strategy="beam", num_beams=3, length_penalty=0.5)
+    jobs = [
+        ("To be, or not", GenerationConfig(max_new_tokens=40, strategy="greedy")),
+        ("ROMEO:", beams),
+        ("a", GenerationConfig(max_new_tokens=30, strategy="greedy")),
+        ("a", dataclasses.replace(beams, num_beams=4, early_stopping=True)),
+    ]
+    scheduler.start()
+    try:
+        tokens = run_all(scheduler, jobs)
+    finally:
+        scheduler.stop(30)
+    for got, (prompt, config) in zip(tokens, jobs):
+        assert got == generate(model, [TOKENIZER.encode(prompt)], config)[0]
+    assert tokens[1] != generate(model, [TOKENIZER.encode("ROMEO:")], jobs[2][1])[0][:25]
+
+
+def test_a_beam_search_that_ends_at_eos_ends_its_request_with_stop():
+    model = tiny_model(context=64)
+    ids = TOKENIZER.encode("ROMEO:")
+    config = GenerationConfig(max_new_tokens=25, strategy="beam", num_beams=3)
+    config = dataclasses.replace(config, eos_id=generate(model, [ids], config)[0][4])
+    with torch.inference_mode():
+        expected = beam_search(Decoder(model), torch.tensor([ids]), None, config)[0]
+    assert expected[-1] == config.eos_id and len(expected) < 25  # the best beam ended at EOS
+    events, finished = [], threading.Event()
+
+    def emit(event):
+        events.append(event)
+        if event.finish_reason:
+            finished.set()
+
+    scheduler = Scheduler(model, TOKENIZER, max_batch=2)
+    scheduler.start()
+    try:
+        scheduler.submit(Request([ids], config, emit))
+        assert finished.wait(60)
+    finally:
+        scheduler.stop(30)
+    assert [event.token for event in events] == expected  # EOS counts, as the batch counts it
+    assert events[-1].finish_reason == "stop" and events[-1].text == ""
+    assert "".join(event.text for event in events) == TOKENIZER.decode(expected[:-1])
 
 
 def test_a_sequence_that_could_never_fit_the_cache_is_refused_at_once():

@@ -14,6 +14,8 @@ examples:
 
   curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\
        -d '{"model": "shakespeare-cpu", "prompt": "ROMEO:", "max_tokens": 50}'
+  curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \
+       -d '{"model": "shakespeare-cpu", "prompt": "ROMEO:", "num_beams": 4, "n": 2}'
 """
 
 
@@ -22,8 +24,8 @@ def add_parser(subparsers) -> None:
         "serve",
         help="serve a model over HTTP with OpenAI's API",
         description="Serve a model over HTTP with OpenAI's API (completions; chat completions for "
-        "instruction runs; streaming; logprobs), decoding concurrent requests together in one "
-        "batch. Metrics at /metrics, liveness at /health. Ctrl-C lets running requests finish, "
+        "instruction runs; streaming; logprobs; gptlab's own options, beam search included), "
+        "decoding concurrent requests together in one batch. Metrics at /metrics, liveness at /health. Ctrl-C lets running requests finish, "
         "then stops.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,7 +56,8 @@ def add_parser(subparsers) -> None:
         "--max-batch",
         type=int,
         default=None,
-        help="sequences decoded together (default 32 on a GPU, 8 on the CPU)",
+        help="sequences decoded together, and the most beams a beam search may ask for "
+        "(default 32 on a GPU, 8 on the CPU)",
     )
     parser.add_argument(
         "--max-queue",

@@ -19,6 +19,7 @@ from gptlab.lazy import lazy_names
 # Public name -> the module of this package that defines it, imported on first access (PEP 562),
 # so that `from gptlab.generation import GenerationConfig` (a dataclass) does not import torch.
 _LAZY_NAMES = {
+    "beam_hypotheses": ".beam",
     "beam_search": ".beam",
     "GenerationConfig": ".config",
     "Decoder": ".decoder",

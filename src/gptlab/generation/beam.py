@@ -33,8 +33,19 @@ def beam_search(
 ) -> list[list[int]]:
     """The new tokens of the best hypothesis of each left-padded prompt (B, P) (with EOS if it
     ended with one)."""
+    return [best[0] for best in beam_hypotheses(decoder, ids, mask, config, count=1)]
+
+
+def beam_hypotheses(
+    decoder: Decoder, ids: Tensor, mask: Tensor | None, config: GenerationConfig, count: int
+) -> list[list[list[int]]]:
+    """The new tokens of the `count` best finished hypotheses of each left-padded prompt (B, P),
+    best first: what transformers returns as `num_return_sequences`. The search keeps
+    num_beams of them anyway, so asking for more than one costs nothing."""
     B, P = ids.shape
     nb, K = config.num_beams, 2 * config.num_beams
+    if not 1 <= count <= nb:
+        raise ValueError(f"a search of {nb} beams keeps 1..{nb} hypotheses, not {count}")
     V = decoder.model.config.vocab_size
     device = decoder.device
     cache_length, new_tokens = plan_lengths(P, config, decoder.context_length)
@@ -108,8 +119,11 @@ def beam_search(
             break
         decoder.reorder((gather_beams(parent, keep) + row_offset).view(-1))
 
-    winners, lengths = done_tokens[:, 0, P:].tolist(), done_lengths[:, 0].tolist()
-    return [tokens[:n] for tokens, n in zip(winners, lengths)]
+    best, lengths = done_tokens[:, :count, P:].tolist(), done_lengths[:, :count].tolist()
+    return [
+        [tokens[:n] for tokens, n in zip(prompt_best, prompt_lengths)]
+        for prompt_best, prompt_lengths in zip(best, lengths)
+    ]
 
 
 def gather_beams(x: Tensor, index: Tensor) -> Tensor:

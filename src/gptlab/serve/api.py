@@ -40,13 +40,14 @@ class Work:
 class ServedModel:
     """The model behind the API: its name, tokenizer and limits, and how requests ask it."""
 
-    def __init__(self, name: str, model, tokenizer, info: dict, max_queue: int):
+    def __init__(self, name: str, model, tokenizer, info: dict, max_queue: int, *, max_beams: int):
         self.name = name
         self.tokenizer = tokenizer
         self.info = info
         self.context_length = model.config.context_length
         self.vocab_size = model.config.vocab_size
         self.max_queue = max_queue
+        self.max_beams = max_beams  # the batch's rows: a beam search takes num_beams of its own
         self.created = int(time.time())
         self._token_texts: dict[int, str] = {}
 
@@ -62,6 +63,7 @@ class ServedModel:
 
     def completion_work(self, body: CompletionRequest) -> Work:
         self._check_model(body.model)
+        self._check_beams(body, logprobs=body.logprobs is not None)
         prompts = self._encode_prompts(body.prompt)
         # Left out, max_tokens is OpenAI's 16, or less where the context leaves less room.
         max_tokens = body.max_tokens if "max_tokens" in body.model_fields_set else None
@@ -76,6 +78,7 @@ class ServedModel:
         from gptlab.tasks.instruction import instruction_prompt, response_config
 
         self._check_model(body.model)
+        self._check_beams(body, logprobs=body.logprobs)
         if not self.is_instruction_run:
             raise APIError(
                 400,
@@ -115,6 +118,56 @@ class ServedModel:
                 f"unknown model {name!r}: this server serves {self.name!r}",
                 param="model",
                 code="model_not_found",
+            )
+
+    def _check_beams(self, body, logprobs: bool) -> None:
+        """Beam search options only with beam search, and beam search only with what it can
+        honour: it keeps the most likely continuations (no sampling, so no temperature, top_p,
+        top_k or min_p), scores whole hypotheses (no per-token logprobs), and has num_beams
+        hypotheses to give (n <= num_beams)."""
+        if body.num_beams == 1:
+            for name, neutral in (("length_penalty", 1.0), ("early_stopping", False)):
+                if getattr(body, name) != neutral:
+                    raise APIError(
+                        400, f"{name} applies to beam search only: set num_beams > 1", param=name
+                    )
+            return
+        if body.num_beams > self.max_beams:
+            raise APIError(
+                400,
+                f"num_beams is {body.num_beams}, but a beam search here may use at most "
+                f"{self.max_beams} beams (the rows of the server's batch, --max-batch)",
+                param="num_beams",
+            )
+        sampling = {
+            # OpenAI's default temperature is 1: only a temperature the client chose is refused.
+            "temperature": "temperature" in body.model_fields_set and body.temperature > 0,
+            "top_p": body.top_p < 1,
+            "top_k": body.top_k is not None,
+            "min_p": body.min_p is not None,
+        }
+        for name, asked in sampling.items():
+            if asked:
+                raise APIError(
+                    400,
+                    f"{name} shapes sampling, but beam search (num_beams > 1) samples nothing: "
+                    f"it keeps the most likely continuations; leave {name} out"
+                    + (" or set it to 0" if name == "temperature" else ""),
+                    param=name,
+                )
+        if logprobs:
+            raise APIError(
+                400,
+                "logprobs are not given with beam search: it scores whole hypotheses, not the "
+                "tokens of one; leave logprobs out, or use num_beams 1",
+                param="logprobs",
+            )
+        if body.n > body.num_beams:
+            raise APIError(
+                400,
+                f"n is {body.n}, but a search of {body.num_beams} beams finds {body.num_beams} "
+                "hypotheses: ask for n <= num_beams",
+                param="n",
             )
 
     def _encode_prompts(self, prompt) -> list[list[int]]:
@@ -159,13 +212,17 @@ class ServedModel:
         try:
             config = GenerationConfig(
                 max_new_tokens=max_tokens,
-                strategy="sample",  # at temperature 0, sampling is greedy
+                # at temperature 0, sampling is greedy
+                strategy="beam" if body.num_beams > 1 else "sample",
                 temperature=body.temperature,
                 top_k=body.top_k,
                 top_p=body.top_p if body.top_p < 1 else None,
                 min_p=body.min_p,
                 repetition_penalty=body.repetition_penalty,
                 no_repeat_ngram_size=body.no_repeat_ngram_size,
+                num_beams=body.num_beams,
+                length_penalty=body.length_penalty,
+                early_stopping=body.early_stopping,
                 stop=tuple(body.stop or ()),
                 seed=body.seed,
             )

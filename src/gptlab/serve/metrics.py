@@ -101,9 +101,15 @@ class ServerMetrics:
             "Sequences ended, by reason: stop, length, cancelled (the client left) or error.",
         )
         self.queue_depth = Gauge(
-            "gptlab_queue_depth", "Sequences waiting for a row of the running batch.", queue_depth
+            "gptlab_queue_depth",
+            "Sequences waiting for a row, or for their beam search.",
+            queue_depth,
         )
-        self.running = Gauge("gptlab_running_sequences", "Sequences in the running batch.", running)
+        self.running = Gauge(
+            "gptlab_running_sequences",
+            "Sequences being decoded: in the running batch, or in a beam search.",
+            running,
+        )
         self.time_to_first_token = Histogram(
             "gptlab_time_to_first_token_seconds",
             "From a request's arrival to its first generated token.",

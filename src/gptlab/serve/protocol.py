@@ -2,8 +2,9 @@
 
 Field names, defaults and limits follow OpenAI's API reference for completions and chat
 completions, so its clients work unchanged; gptlab's own decoding options (`top_k`, `min_p`,
-`repetition_penalty`, `no_repeat_ngram_size`) are accepted beside them under gptlab's names (the
-`openai` client sends them with `extra_body=`). An unknown field is an error rather than
+`repetition_penalty`, `no_repeat_ngram_size`, and beam search's `num_beams`, `length_penalty`,
+`early_stopping`) are accepted beside them under gptlab's names (the `openai` client sends them
+with `extra_body=`). An unknown field is an error rather than
 silently ignored: a misspelt option should not quietly decode with the default.
 """
 
@@ -76,6 +77,11 @@ class DecodingOptions(BaseModel):
     min_p: float | None = Field(None, ge=0, le=1)
     repetition_penalty: float = Field(1.0, gt=0)
     no_repeat_ngram_size: int = Field(0, ge=0)
+    # beam search (num_beams > 1), as `gptlab sample --strategy beam`; `ServedModel` checks
+    # what it may be combined with
+    num_beams: int = Field(1, ge=1)
+    length_penalty: float = Field(1.0, allow_inf_nan=False)
+    early_stopping: bool = False
 
     @field_validator("stop")
     @classmethod

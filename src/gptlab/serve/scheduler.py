@@ -19,6 +19,14 @@ Admission keeps one invariant: for every running row, `length + steps_left <= sl
 adds one to the first and takes one from the second, so a row admitted under it never runs out
 of room. A sequence that cannot be placed yet waits (first come, first served) for rows to end.
 
+Beam search cannot take a row: a request for it is num_beams rows whose caches are reordered at
+every step, and it knows its text only when the search ends. So a beam request runs gptlab's own
+`beam_hypotheses` on a decoder of its own (`BetweenSteps`, at most `max_batch` rows), one
+request at a time, and the running batch takes one step between two steps of the search: the
+other requests keep decoding beside it, and new ones keep joining. When the search ends, its
+best hypotheses are given out token by token, as the batch gives its tokens, and end where the
+batch's would (EOS, a stop string, max_tokens).
+
 Requests talk to the thread through `submit` (from any thread) and their `emit` callback (called
 from the scheduler thread with each `Event`); `stop` lets the running work finish and ends it.
 """
@@ -36,10 +44,19 @@ import torch
 from torch import Tensor
 
 from gptlab.errors import ContextLengthError, GptlabError
-from gptlab.generation import Decoder, GenerationConfig, TextAssembler, left_pad, next_token
+from gptlab.generation import (
+    Decoder,
+    GenerationConfig,
+    TextAssembler,
+    beam_hypotheses,
+    left_pad,
+    next_token,
+)
 from gptlab.generation.loop import eval_mode, new_generator
 
 log = logging.getLogger("gptlab.serve")
+
+DECODING_FAILED = "internal error while decoding"  # what a client hears of a fault of the server
 
 
 class QueueFull(GptlabError):
@@ -48,6 +65,10 @@ class QueueFull(GptlabError):
 
 class Unavailable(GptlabError):
     """The scheduler has stopped, or is stopping: no new requests (HTTP 503)."""
+
+
+class Cancelled(Exception):
+    """Abandon a beam search: its client has gone."""
 
 
 @dataclass
@@ -73,7 +94,8 @@ class Request:
     """What a client asked for: prompts (token ids), decoding settings, n continuations of each.
 
     Choice `i * n + j` is continuation j of prompt i, each with seed `config.seed + j` when the
-    config has a seed. `emit` receives every Event, from the scheduler's thread. Setting
+    config has a seed; with beam search (`config.uses_beams`), the j-th best hypothesis of
+    prompt i (n <= num_beams). `emit` receives every Event, from the scheduler's thread. Setting
     `cancelled` (any thread) frees the request's rows before the next step.
     """
 
@@ -131,8 +153,13 @@ class Scheduler:
         self.vocab_size = model.config.vocab_size
         self.decoder = Decoder(model, compile=compile)  # the running batch
         self.prefiller = Decoder(model)  # prompts that join it, before they are copied in
+        # Beam searches: num_beams rows of the model's context, num_beams <= max_batch (checked
+        # by the API), so they never need more memory than the running batch.
+        self.beam_decoder = BetweenSteps(model, compile=compile, cache_length=self.slots)
         self.rows: list[Sequence | None] = [None] * max_batch
         self.waiting: deque[Sequence] = deque()
+        self.beam_waiting: deque[list[Sequence]] = deque()  # the choices of each beam request
+        self.beam_running = 0  # the choices of the beam search under way
         self.wakeup = threading.Condition()
         self.stopping = False
         self.ready = threading.Event()
@@ -171,21 +198,25 @@ class Scheduler:
         with self.wakeup:
             if self.stopping or not self.thread.is_alive():
                 raise Unavailable("the server is shutting down: it takes no new requests")
-            if len(self.waiting) + len(sequences) > self.max_queue:
+            waiting = self.queue_depth
+            if waiting + len(sequences) > self.max_queue:
                 raise QueueFull(
-                    f"the queue is full ({len(self.waiting)} of {self.max_queue} sequences "
-                    "wait for a row): retry later"
+                    f"the queue is full ({waiting} of {self.max_queue} sequences wait for a "
+                    "row): retry later"
                 )
-            self.waiting.extend(sequences)
+            if request.config.uses_beams:
+                self.beam_waiting.append(sequences)
+            else:
+                self.waiting.extend(sequences)
             self.wakeup.notify()
 
     @property
     def queue_depth(self) -> int:
-        return len(self.waiting)
+        return len(self.waiting) + sum(len(choices) for choices in self.beam_waiting)
 
     @property
     def running(self) -> int:
-        return sum(seq is not None for seq in self.rows)
+        return sum(seq is not None for seq in self.rows) + self.beam_running
 
     def stop(self, timeout: float | None = None) -> None:
         """Finish the running and waiting sequences, then end the thread."""
@@ -211,20 +242,28 @@ class Scheduler:
             finally:
                 self.ready.set()
             while self._wait_for_work():
-                try:
-                    self._iteration()
-                except Exception:  # a fault of the server, not of a request: report, go on
-                    log.exception("decoding failed; the running requests end with an error")
-                    self._fail_running("internal error while decoding")
+                if self.beam_waiting:  # only this thread takes from it: it stays non-empty
+                    with self.wakeup:
+                        beams = self.beam_waiting.popleft()
+                    self._beam_search(beams)
+                else:
+                    self._step_batch()
 
     def _wait_for_work(self) -> bool:
         """Block until there is something to do; False once stopping with nothing left."""
         with self.wakeup:
-            while not (self.waiting or self.running):
+            while not (self.waiting or self.beam_waiting or self.running):
                 if self.stopping:
                     return False
                 self.wakeup.wait()
         return True
+
+    def _step_batch(self) -> None:
+        try:
+            self._iteration()
+        except Exception:  # a fault of the server, not of a request: report, go on
+            log.exception("decoding failed; the running requests end with an error")
+            self._fail_running()
 
     def _iteration(self) -> None:
         """Drop cancelled rows, admit waiting sequences (one prefill), decode one step."""
@@ -354,9 +393,9 @@ class Scheduler:
                     self.history[seq.row, seq.length] = token
                 self._accept(seq, token, logprob, top)
 
-    def _accept(self, seq: Sequence, token: int, logprob, top) -> None:
+    def _accept(self, seq: Sequence, token: int, logprob, top) -> bool:
         """Add a token to a sequence; tell its client; end it at EOS, a stop string, or its
-        token limit."""
+        token limit (and say whether it ended)."""
         seq.tokens.append(token)
         if token == seq.config.stop_id:
             text, reason = seq.assembler.finish(), "stop"
@@ -370,16 +409,84 @@ class Scheduler:
             seq.request.emit(event)
         else:
             self._finish(seq, dataclasses.replace(event, finish_reason=reason))
+        return reason is not None
 
     def _finish(self, seq: Sequence, event: Event) -> None:
-        self.rows[seq.row] = None
-        self._update_masks()
+        if seq.row is not None:  # the batch's sequences hold a row; a beam search's do not
+            self.rows[seq.row] = None
+            self._update_masks()
         seq.request.emit(event)
 
-    def _fail_running(self, message: str) -> None:
+    # -- beam search ------------------------------------------------------------------------
+
+    def _beam_search(self, sequences: list[Sequence]) -> None:
+        """Answer a beam request: one search per prompt, with the running batch stepping between
+        two of its steps; then its n best hypotheses, given out as the batch gives tokens."""
+        request = sequences[0].request
+        n, ended = request.n, 0
+
+        def between_steps():
+            if request.cancelled:
+                raise Cancelled
+            self._step_batch()
+
+        self.beam_running = len(sequences)
+        self.beam_decoder.before_step = between_steps
+        try:
+            for prompt in request.prompts:
+                if request.cancelled:
+                    raise Cancelled
+                ids = torch.tensor([prompt], device=self.beam_decoder.device)  # (1, P)
+                best = beam_hypotheses(self.beam_decoder, ids, None, request.config, n)[0]
+                for seq, tokens in zip(sequences[ended : ended + n], best):
+                    self._replay(seq, tokens)
+                ended += n
+        except Cancelled:
+            for seq in sequences[ended:]:
+                request.emit(Event(seq.index, finish_reason="cancelled"))
+        except Exception:  # a fault of the server: report, go on with the batch
+            log.exception("beam search failed; its request ends with an error")
+            for seq in sequences[ended:]:
+                request.emit(Event(seq.index, finish_reason="error", error=DECODING_FAILED))
+        finally:
+            self.beam_decoder.before_step = BetweenSteps.nothing
+            self.beam_running = 0
+
+    def _replay(self, seq: Sequence, tokens: list[int]) -> None:
+        """Give out a finished hypothesis token by token, ending it where the batch would: the
+        search ignores stop strings, so its text is cut after the fact, as `generate` cuts it."""
+        for token in tokens:
+            if self._accept(seq, token, None, None):
+                return
+        # Only a hypothesis shorter than max_tokens without EOS gets here (an empty one, when
+        # penalties ban every token): end it all the same, so its client is not left waiting.
+        self._finish(seq, Event(seq.index, seq.assembler.finish(), finish_reason="length"))
+
+    def _fail_running(self) -> None:
         for seq in self.rows:
             if seq is not None:
-                self._finish(seq, Event(seq.index, finish_reason="error", error=message))
+                self._finish(seq, Event(seq.index, finish_reason="error", error=DECODING_FAILED))
+
+
+class BetweenSteps(Decoder):
+    """A `Decoder` that calls `before_step()` before each decode step.
+
+    The scheduler's beam searches run on one: `before_step` lets the running batch take a step
+    of its own, so both advance together, and raises `Cancelled` to abandon the search. The
+    search itself is gptlab's one `beam_hypotheses`, unchanged.
+    """
+
+    def __init__(self, model, **options):
+        super().__init__(model, **options)
+        self.before_step: Callable[[], None] = self.nothing
+
+    @staticmethod
+    def nothing() -> None:
+        pass
+
+    def step(self, token: Tensor) -> Tensor:
+        self.before_step()
+        return super().step(token)
 
 
 def _nth_seed(config: GenerationConfig, j: int) -> GenerationConfig:

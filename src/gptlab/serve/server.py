@@ -65,7 +65,14 @@ def build_app(model, tokenizer, info: dict, config: ServeConfig):
     from gptlab.serve.app import create_app
     from gptlab.serve.scheduler import Scheduler
 
-    served = ServedModel(config.model_name or "gptlab", model, tokenizer, info, config.max_queue)
+    served = ServedModel(
+        config.model_name or "gptlab",
+        model,
+        tokenizer,
+        info,
+        config.max_queue,
+        max_beams=config.max_batch,
+    )
     scheduler = Scheduler(
         model,
         tokenizer,
