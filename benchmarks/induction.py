@@ -119,6 +119,38 @@ class RepeatedSequences:
         return (self.windows(first + i, batch_size, block_size, device) for i in range(num_batches))
 
 
+class WithRepeats:
+    """TinyShakespeare windows in which one earlier passage of each row comes back, as names and
+    phrases do in web text: a span of `shortest` to `longest` tokens from the window's first half
+    is copied over a later place. Only a model that looks the passage up (an induction head) can
+    predict the copy; the rest of the window is Shakespeare as written."""
+
+    def __init__(self, data: TokenData, shortest: int = 8, longest: int = 32):
+        self.data, self.shortest, self.longest = data, shortest, longest
+
+    def with_repeats(self, x, y, seed: int):
+        tokens = torch.cat([x, y[:, -1:]], dim=1).clone()  # (B, T+1)
+        B, T1 = tokens.shape
+        generator = torch.Generator().manual_seed(seed)
+        for row in range(B):
+            length = int(torch.randint(self.shortest, self.longest + 1, (1,), generator=generator))
+            length = min(length, T1 // 4)
+            start = int(torch.randint(0, T1 // 2 - length + 1, (1,), generator=generator))
+            lowest = start + length  # the copy comes after the passage ends
+            where = int(torch.randint(lowest, T1 - length + 1, (1,), generator=generator))
+            tokens[row, where : where + length] = tokens[row, start : start + length].clone()
+        return tokens[:, :-1], tokens[:, 1:]
+
+    def train_batch(self, step, index, batch_size, block_size, seed, device):
+        x, y = self.data.train_batch(step, index, batch_size, block_size, seed, device)
+        mixed = np.random.SeedSequence((seed, step, index)).generate_state(1)[0]
+        return self.with_repeats(x, y, int(mixed))
+
+    def eval_batches(self, split, batch_size, block_size, num_batches, device):
+        batches = self.data.eval_batches(split, batch_size, block_size, num_batches, device)
+        return (self.with_repeats(x, y, 3 * 10**9 + i) for i, (x, y) in enumerate(batches))
+
+
 class LossLog(Callback):
     """The train loss at every log, and the validation loss at every evaluation."""
 
@@ -301,9 +333,10 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.3, help="induction score to reach")
     parser.add_argument(
         "--data",
-        choices=["shakespeare", "repeated"],
+        choices=["shakespeare", "shakespeare-repeats", "repeated"],
         default="shakespeare",
-        help="TinyShakespeare, or random tokens repeated with a varying period (the check)",
+        help="TinyShakespeare; TinyShakespeare with one earlier passage of each window copied "
+        "later in it; or random tokens repeated with a varying period (the check)",
     )
     parser.add_argument("--repeated-vocab", type=int, default=64, help="repeated: vocabulary")
     parser.add_argument("--tokenizer", choices=["char", "gpt2"], default="char")
@@ -337,6 +370,9 @@ def main() -> None:
         data, vocab_size = TokenData.from_file(text, tokenizer), tokenizer.vocab_size
         common = common_tokens(data.train, vocab_size)
         corpus, suffix = f"TinyShakespeare ({args.tokenizer}, vocab {vocab_size})", ""
+        if args.data == "shakespeare-repeats":
+            data = WithRepeats(data)
+            corpus, suffix = f"{corpus} with a passage repeated a window", "-repeats"
     print(
         f"{corpus}, {kind} models, {job['model']}, device {device}, torch {torch.__version__}",
         flush=True,
