@@ -224,11 +224,16 @@ def test_finetune_classify_takes_an_encoder_run(mlm_run, tmp_path, capsys):
     assert main([*args, "--train", "all", "--max-iters", "3", "--device", "cpu", "--no-tensorboard"]) == 0  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     assert config["body"] == "encoder" and config["classifier"]["pooling"] == "first"
+    assert config["classifier"]["pooler"]  # BERT's, by default: the run exports
     capsys.readouterr()
     assert main(["classify", str(out), "the quick brown fox 3"]) == 0
     assert capsys.readouterr().out.split()[0] in ("fox", "line")
-    assert main(["export", str(out), "--out", str(tmp_path / "hf")]) == 2
-    assert "encoder body" in capsys.readouterr().err
+    assert main(["export", str(out), "--out", str(tmp_path / "hf")]) == 0
+    assert "BertForSequenceClassification.from_pretrained" in capsys.readouterr().out
+    exported = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert exported["architectures"] == ["BertForSequenceClassification"]
+    assert main([*args, "--pooling", "mean", "--pooler", "--out", str(tmp_path / "y")]) == 2
+    assert "--pooler is BERT's" in capsys.readouterr().err
     args = ["finetune", "classify", str(mlm_run), "--data", str(labelled), "--lora"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 2
     assert "adapters attach to GPT bodies" in capsys.readouterr().err

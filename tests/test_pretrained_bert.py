@@ -110,3 +110,50 @@ def test_encoder_without_biases_does_not_export(tmp_path, capsys):
 
     with pytest.raises(CheckpointError, match="biases"):
         export_bert(MaskedLM(config), tok, tmp_path)
+
+
+# -- encoder classifiers as BertForSequenceClassification ---------------------------------------
+
+
+def tiny_classifier(tok, pooling="first", pooler=True):
+    from gptlab.config import ClassifierConfig
+    from gptlab.models.classifier import EncoderClassifier
+    from gptlab.models.encoder import Encoder
+
+    config = EncoderConfig(
+        vocab_size=tok.vocab_size, context_length=16, n_layer=2, n_head=2, n_embd=16,
+        dropout=0.0, mask_id=tok.mask_id,
+    )  # fmt: skip
+    head = ClassifierConfig(["ham", "spam", "eggs"], pooling=pooling, pooler=pooler)
+    torch.manual_seed(0)
+    model = EncoderClassifier(Encoder(config), head).eval()
+    randomize_(model)
+    return model
+
+
+def test_encoder_classifier_exports_to_bert_for_sequence_classification(tmp_path):
+    tok = tokenizer()
+    ours = tiny_classifier(tok)
+    export_bert(ours, tok, tmp_path)
+    theirs = transformers.BertForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert theirs.config.id2label == {0: "ham", 1: "spam", 2: "eggs"}
+    idx, _, mask = inputs(tok.vocab_size)
+    with torch.no_grad():
+        got = ours(idx, mask)[0]  # (B, K)
+        want = theirs(input_ids=idx, attention_mask=mask.long()).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "pooling, pooler, reason",
+    [("mean", False, "cannot carry a mean"), ("first", False, "--pooler")],
+)
+def test_classifiers_bert_cannot_hold_are_refused_with_the_reason(
+    tmp_path, pooling, pooler, reason
+):
+    from gptlab.errors import CheckpointError
+
+    tok = tokenizer()
+    with pytest.raises(CheckpointError, match=reason):
+        export_bert(tiny_classifier(tok, pooling, pooler), tok, tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
