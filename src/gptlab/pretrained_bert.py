@@ -243,24 +243,33 @@ def export_bert(model, tokenizer, out: str | Path) -> Path:
 
 
 def load_bert_folder(folder: str | Path, weights: Path, hf_state: Mapping[str, Tensor]):
-    """(MaskedLM, tokenizer) of a BertForMaskedLM folder. The tokenizer must be gptlab's (one
-    that `export_bert` wrote): BERT's own WordPiece vocabulary is not one gptlab reads."""
+    """(MaskedLM, tokenizer) of a BertForMaskedLM folder. The tokenizer is gptlab's when the
+    folder has one (`export_bert` writes it), else BERT's WordPiece (`WordPieceTokenizer`)."""
     from gptlab.models.encoder import MaskedLM
-    from gptlab.tokenizers import load_tokenizer
+    from gptlab.tokenizers import WordPieceTokenizer, load_tokenizer
     from gptlab.tokenizers.base import CONFIG_FILE, read_json
     from gptlab.training.checkpoint import load_state_into
 
     folder = Path(folder)
     values = json.loads((folder / "config.json").read_text())
-    tokenizer_config = folder / CONFIG_FILE
-    if not tokenizer_config.is_file() or "kind" not in read_json(tokenizer_config):
+    architectures = values.get("architectures") or [BERT_ARCHITECTURE]
+    if BERT_ARCHITECTURE not in architectures:
         raise CheckpointError(
-            f"{folder} has no gptlab tokenizer: gptlab reads BERT weights, but not BERT's "
-            "WordPiece tokenizer (a folder from `gptlab export` has one)"
+            f"{folder} holds a {architectures[0]}; gptlab imports BertForMaskedLM folders "
+            "(fine-tune the imported encoder with `gptlab finetune classify`)"
         )
-    tokenizer = load_tokenizer(folder)
+    tokenizer_config = folder / CONFIG_FILE
+    if tokenizer_config.is_file() and "kind" in read_json(tokenizer_config):
+        tokenizer = load_tokenizer(folder)
+    else:
+        tokenizer = WordPieceTokenizer.from_bert_folder(folder)
     if tokenizer.mask_id is None:
         raise CheckpointError(f"the tokenizer in {folder} has no [MASK] token")
+    if tokenizer.vocab_size > values["vocab_size"]:
+        raise CheckpointError(
+            f"the tokenizer in {folder} has {tokenizer.vocab_size:,} tokens, more than the "
+            f"model's {values['vocab_size']:,} embeddings"
+        )
     config = config_from_bert(values, tokenizer.mask_id)
     model = MaskedLM(config)
     load_state_into(model, state_dict_from_bert(hf_state, config.n_layer), source=str(weights))
