@@ -247,3 +247,19 @@ def test_imported_wordpiece_bert_fills_masks_evaluates_classifies_and_exports(tm
     assert main(["export", str(run), "--out", str(tmp_path / "again")]) == 0
     again = transformers.BertTokenizerFast.from_pretrained(tmp_path / "again")
     assert again(SENTENCES)["input_ids"] == reference(SENTENCES)["input_ids"]
+
+
+def test_wordpiece_encodes_a_text_whole_even_when_its_file_says_truncate(tmp_path):
+    import tokenizers
+
+    from gptlab.tokenizers import WordPieceTokenizer, load_tokenizer
+
+    folder, reference, _ = bert_folder(tmp_path, "transformers")
+    backend = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    backend.enable_truncation(4)  # as some hub files do, at 512
+    backend.save(str(folder / "tokenizer.json"))
+    tok = WordPieceTokenizer.from_bert_folder(folder)
+    text = " ".join(LINES)
+    assert tok.encode(text) == reference(text)["input_ids"] and len(tok.encode(text)) > 4
+    tok.save(tmp_path / "saved")
+    assert load_tokenizer(tmp_path / "saved").encode(text) == tok.encode(text)

@@ -62,6 +62,10 @@ class WordPieceTokenizer(Tokenizer):
             )
         # [MASK] and the others must stay whole, never cut into "[", "mask", "]".
         backend.add_special_tokens(list(SPECIAL_TOKENS))
+        # A hub tokenizer.json may cut at 512 tokens or pad: a corpus is encoded whole, and
+        # the classifier's batches do their own cutting and padding.
+        backend.no_truncation()
+        backend.no_padding()
         self._backend = backend
         self._vocab_size = backend.get_vocab_size(with_added_tokens=True)
 
