@@ -14,7 +14,7 @@ transformers' BertForMaskedLM of the same shape.
    shape, on the same masked batches in the same Trainer (bf16 autocast on a GPU): tokens per
    second and their ratio (the issue's target: >= 1.2x on the GPU).
 
-    PYTHONPATH=src python3 benchmarks/mlm.py                        # GPU, about 3 minutes
+    PYTHONPATH=src python3 benchmarks/mlm.py                        # GPU, an estimated 2-4 minutes
     PYTHONPATH=src python3 benchmarks/mlm.py --compile              # both models compiled
     GPTLAB_DATA=../shared/data uv run python benchmarks/mlm.py --quick   # CPU, a few minutes
 

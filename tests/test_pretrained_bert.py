@@ -130,6 +130,8 @@ def tiny_classifier(tok, pooling="first", pooler=True):
     torch.manual_seed(0)
     model = EncoderClassifier(Encoder(config), head).eval()
     randomize_(model)
+    if pooler:  # it starts as the identity, which would hide a transposed weight
+        torch.nn.init.normal_(model.pooler.weight, std=0.3)
     return model
 
 

@@ -101,14 +101,18 @@ class EncoderClassifier(GPTClassifier):
     With `head.pooler`, the first token's state passes through BERT's pooler, a dense layer and
     tanh, before `score`: the layer BertForSequenceClassification always has, so that such a
     classifier exports to it (`gptlab.pretrained_bert`). BERT trained its pooler on
-    next-sentence prediction; here it starts random and trains with the head."""
+    next-sentence prediction; an MLM run has none, so here it starts as the identity (the head
+    first reads tanh of the first token's state) and trains with the head. A random N(0, 0.02)
+    start shrinks that state about sixfold at width 64 and the gradient reaching the body
+    with it: on SMS spam (docs/mlm.md) the validation loss after 200 steps was 0.46 against
+    0.42 from the identity."""
 
     def __init__(self, body, head: ClassifierConfig):
         super().__init__(body, head)
         if head.pooler:
             C = body.config.n_embd
             self.pooler = nn.Linear(C, C)
-            nn.init.normal_(self.pooler.weight, mean=0.0, std=0.02)
+            nn.init.eye_(self.pooler.weight)  # (C, C)
             nn.init.zeros_(self.pooler.bias)
 
     def forward(
