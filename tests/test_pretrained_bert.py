@@ -146,6 +146,10 @@ def test_encoder_classifier_exports_to_bert_for_sequence_classification(tmp_path
         got = ours(idx, mask)[0]  # (B, K)
         want = theirs(input_ids=idx, attention_mask=mask.long()).logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    from gptlab.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="imports BertForMaskedLM folders"):
+        load_model(tmp_path, task="any")  # one way: gptlab's classifier is made by finetune
 
 
 @pytest.mark.parametrize(

@@ -185,9 +185,10 @@ def classifier_to_bert(model) -> tuple[dict, dict[str, Tensor]]:
     head = model.head
     if head.pooling != "first":
         raise CheckpointError(
-            f"this encoder classifier pools the {head.pooling} of its tokens; "
-            "BertForSequenceClassification reads the first token through BERT's pooler "
-            "(dense + tanh), which cannot carry a mean: only first-token classifiers export"
+            f"this encoder classifier reads its tokens' {head.pooling} "
+            "(--pooling); BertForSequenceClassification reads the first token through BERT's "
+            "pooler (dense + tanh), which cannot carry a mean or another token: only "
+            "first-token classifiers export"
         )
     if not head.pooler:
         raise CheckpointError(
