@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -223,11 +224,58 @@ def test_finetune_classify_takes_an_encoder_run(mlm_run, tmp_path, capsys):
     assert main([*args, "--train", "all", "--max-iters", "3", "--device", "cpu", "--no-tensorboard"]) == 0  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     assert config["body"] == "encoder" and config["classifier"]["pooling"] == "first"
+    assert config["classifier"]["pooler"]  # BERT's, by default: the run exports
     capsys.readouterr()
     assert main(["classify", str(out), "the quick brown fox 3"]) == 0
     assert capsys.readouterr().out.split()[0] in ("fox", "line")
-    assert main(["export", str(out), "--out", str(tmp_path / "hf")]) == 2
-    assert "encoder body" in capsys.readouterr().err
+    assert main(["export", str(out), "--out", str(tmp_path / "hf")]) == 0
+    assert "BertForSequenceClassification.from_pretrained" in capsys.readouterr().out
+    exported = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert exported["architectures"] == ["BertForSequenceClassification"]
+    assert main([*args, "--pooling", "mean", "--pooler", "--out", str(tmp_path / "y")]) == 2
+    assert "--pooler is BERT's" in capsys.readouterr().err
     args = ["finetune", "classify", str(mlm_run), "--data", str(labelled), "--lora"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 2
     assert "adapters attach to GPT bodies" in capsys.readouterr().err
+
+
+# -- gptlab eval on an encoder -----------------------------------------------------------------
+
+
+def test_eval_masked_accuracy_equals_the_argmax_at_the_masked_positions(mlm_run, tmp_path, capsys):
+    from gptlab.pretrained import load_model
+    from gptlab.tasks.masked_lm import masked_batch
+
+    model, tok, _ = load_model(mlm_run, task="mlm")
+    # Three windows of the context (16), one batch; mostly "r", which the tiny model often
+    # predicts, so the accuracy is neither 0 nor 1 and depends on which tokens were masked.
+    ids = tok.encode("brrr" * 12)
+    corpus = tmp_path / "held_out.txt"
+    corpus.write_text(tok.decode(ids))
+    args = ["eval", str(mlm_run), "--data", str(corpus), "--batch-size", "4", "--mask-seed", "3"]
+    assert main([*args, "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+
+    # by hand: the same windows, masked from the same seed; the model's logits everywhere
+    inputs, labels = masked_batch(torch.tensor(ids).view(3, 16), tok, 3)
+    with torch.no_grad():
+        logits = model(inputs)[0]  # (3, 16, V)
+    chosen = labels != IGNORE_INDEX
+    expected = int((logits[chosen].argmax(-1) == labels[chosen]).sum()) / int(chosen.sum())
+    loss = torch.nn.functional.cross_entropy(logits[chosen], labels[chosen]).item()
+    assert 0.0 < result["accuracy"] < 1.0 and result["masked"] == int(chosen.sum())
+    assert result["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert result["loss"] == pytest.approx(loss, rel=1e-5)
+    assert result["perplexity"] == pytest.approx(np.exp(loss), rel=1e-5)
+    assert result["tokens"] == 48
+
+    assert main([*args, "--json", "--device", "cpu"]) == 0  # the same seed: the same figures
+    assert json.loads(capsys.readouterr().out) == result
+
+
+def test_eval_prints_masked_metrics_on_the_validation_split(mlm_run, capsys):
+    assert main(["eval", str(mlm_run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "(validation split): masked loss" in out and "accuracy" in out and "mask seed 0" in out
+    assert main(["eval", str(mlm_run), "--split", "test"]) == 2
+    assert "train and val only" in capsys.readouterr().err

@@ -321,8 +321,8 @@ def test_load_tokenizer_without_a_config_raises_naming_it(tmp_path):
 
 
 def test_load_tokenizer_rejects_an_unknown_kind(tmp_path):
-    (tmp_path / "tokenizer_config.json").write_text('{"kind": "wordpiece"}')
-    with pytest.raises(TokenizerError, match="wordpiece"):
+    (tmp_path / "tokenizer_config.json").write_text('{"kind": "sentencepiece"}')
+    with pytest.raises(TokenizerError, match="sentencepiece"):
         load_tokenizer(tmp_path)
 
 

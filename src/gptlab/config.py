@@ -127,6 +127,8 @@ class ClassifierConfig:
     # "first": the first token (an encoder's)
     padding_side: str = "right"  # where batches are padded (see GPTClassifier.forward)
     pad_id: int = 0  # the id that fills padding positions (never read: masks come from lengths)
+    pooler: bool = False  # BERT's pooler, dense + tanh on the first token's state before the
+    # head: an encoder's default, and what BertForSequenceClassification always applies
     num_classes: int = field(init=False)
 
     def __post_init__(self):
@@ -137,6 +139,10 @@ class ClassifierConfig:
             raise ConfigError(f"class names must be distinct, got {self.labels}")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.pooler and self.pooling != "first":
+            raise ConfigError(
+                f"BERT's pooler reads the first token: it goes with pooling 'first', not {self.pooling!r}"
+            )
         if self.padding_side not in PADDING_SIDES:
             raise ConfigError(
                 f"padding_side must be one of {', '.join(PADDING_SIDES)}, got {self.padding_side!r}"

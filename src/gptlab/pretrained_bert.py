@@ -18,6 +18,18 @@ mapping is names and one split:
 BERT has biases everywhere, a 4x intermediate layer and absolute positions; gptlab's encoder
 can differ (no biases), and such a model does not export. The GELU form is a setting on both
 sides: BERT's exact `gelu`, or the tanh approximation (`gelu_new`).
+
+A classifier on the encoder (`EncoderClassifier`) exports to `BertForSequenceClassification`,
+which always reads the first token through BERT's pooler (dense + tanh) and then a linear
+layer with a bias. So the classifier must have first-token pooling and the pooler (the defaults
+of `gptlab finetune classify` on an encoder); its head has no bias, which exports as zeros:
+
+    encoder.*  (the body, as above)      bert.*
+    pooler.weight / .bias                bert.pooler.dense.weight / .bias
+    score.weight                         classifier.weight   (classifier.bias: zeros)
+
+A mean-pooled classifier has no counterpart (no tanh layer can be made to pass a mean through
+unchanged), nor has a pooler-less one; both are refused with the reason.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from gptlab.config import EncoderConfig
 from gptlab.errors import CheckpointError
 
 BERT_ARCHITECTURE = "BertForMaskedLM"
+BERT_CLASSIFIER_ARCHITECTURE = "BertForSequenceClassification"
 HF_ACT = {"none": "gelu", "tanh": "gelu_new"}  # our GELU form -> transformers' hidden_act
 GELU_OF_ACT = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 
@@ -161,21 +174,69 @@ def _cat(tensors: list[Tensor]) -> Tensor:
     return torch.cat(tensors, dim=0)
 
 
+def classifier_to_bert(model) -> tuple[dict, dict[str, Tensor]]:
+    """(config.json values, state dict) of BertForSequenceClassification for an
+    EncoderClassifier with first-token pooling and BERT's pooler; any other is a CheckpointError
+    that says why."""
+    import torch
+
+    from gptlab.training.checkpoint import unique_state_dict
+
+    head = model.head
+    if head.pooling != "first":
+        raise CheckpointError(
+            f"this encoder classifier reads its tokens' {head.pooling} "
+            "(--pooling); BertForSequenceClassification reads the first token through BERT's "
+            "pooler (dense + tanh), which cannot carry a mean or another token: only "
+            "first-token classifiers export"
+        )
+    if not head.pooler:
+        raise CheckpointError(
+            "this encoder classifier has no pooler (dense + tanh), which "
+            "BertForSequenceClassification always applies: fine-tune with --pooler (the "
+            "default for first-token pooling) to export"
+        )
+    config = config_to_bert(model.config)
+    config.update(
+        architectures=[BERT_CLASSIFIER_ARCHITECTURE],
+        id2label=dict(enumerate(head.labels)),
+        label2id={name: i for i, name in enumerate(head.labels)},
+        problem_type="single_label_classification",
+    )
+    state = unique_state_dict(model)
+    body = {
+        f"encoder.{name.removeprefix('transformer.')}": tensor
+        for name, tensor in state.items()
+        if name.startswith("transformer.")
+    }
+    score = state["score.weight"]  # (K, C)
+    hf = {
+        **state_dict_to_bert(body),
+        "bert.pooler.dense.weight": state["pooler.weight"],
+        "bert.pooler.dense.bias": state["pooler.bias"],
+        "classifier.weight": score,
+        "classifier.bias": torch.zeros(score.size(0), dtype=score.dtype),
+    }
+    return config, hf
+
+
 def export_bert(model, tokenizer, out: str | Path) -> Path:
-    """Write a folder that `BertForMaskedLM.from_pretrained` loads with the same logits; the
-    tokenizer is gptlab's own (char or GPT-2 BPE with [MASK]), saved beside it."""
+    """Write a folder that `BertForMaskedLM.from_pretrained` loads with the same logits (or, for
+    an encoder classifier, `BertForSequenceClassification.from_pretrained`); the tokenizer is
+    the model's own, saved beside it."""
     from safetensors.torch import save_file
 
     from gptlab.atomic import atomic_path
     from gptlab.training.checkpoint import unique_state_dict, write_json
 
+    if hasattr(model, "score"):
+        values, state = classifier_to_bert(model)
+    else:
+        values, state = config_to_bert(model.config), state_dict_to_bert(unique_state_dict(model))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config_to_bert(model.config))
-    state = {
-        name: t.detach().cpu().contiguous()
-        for name, t in state_dict_to_bert(unique_state_dict(model)).items()
-    }
+    write_json(out / "config.json", values)
+    state = {name: t.detach().cpu().contiguous() for name, t in state.items()}
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     tokenizer.save(out)
@@ -183,24 +244,33 @@ def export_bert(model, tokenizer, out: str | Path) -> Path:
 
 
 def load_bert_folder(folder: str | Path, weights: Path, hf_state: Mapping[str, Tensor]):
-    """(MaskedLM, tokenizer) of a BertForMaskedLM folder. The tokenizer must be gptlab's (one
-    that `export_bert` wrote): BERT's own WordPiece vocabulary is not one gptlab reads."""
+    """(MaskedLM, tokenizer) of a BertForMaskedLM folder. The tokenizer is gptlab's when the
+    folder has one (`export_bert` writes it), else BERT's WordPiece (`WordPieceTokenizer`)."""
     from gptlab.models.encoder import MaskedLM
-    from gptlab.tokenizers import load_tokenizer
+    from gptlab.tokenizers import WordPieceTokenizer, load_tokenizer
     from gptlab.tokenizers.base import CONFIG_FILE, read_json
     from gptlab.training.checkpoint import load_state_into
 
     folder = Path(folder)
     values = json.loads((folder / "config.json").read_text())
-    tokenizer_config = folder / CONFIG_FILE
-    if not tokenizer_config.is_file() or "kind" not in read_json(tokenizer_config):
+    architectures = values.get("architectures") or [BERT_ARCHITECTURE]
+    if BERT_ARCHITECTURE not in architectures:
         raise CheckpointError(
-            f"{folder} has no gptlab tokenizer: gptlab reads BERT weights, but not BERT's "
-            "WordPiece tokenizer (a folder from `gptlab export` has one)"
+            f"{folder} holds a {architectures[0]}; gptlab imports BertForMaskedLM folders "
+            "(fine-tune the imported encoder with `gptlab finetune classify`)"
         )
-    tokenizer = load_tokenizer(folder)
+    tokenizer_config = folder / CONFIG_FILE
+    if tokenizer_config.is_file() and "kind" in read_json(tokenizer_config):
+        tokenizer = load_tokenizer(folder)
+    else:
+        tokenizer = WordPieceTokenizer.from_bert_folder(folder)
     if tokenizer.mask_id is None:
         raise CheckpointError(f"the tokenizer in {folder} has no [MASK] token")
+    if tokenizer.vocab_size > values["vocab_size"]:
+        raise CheckpointError(
+            f"the tokenizer in {folder} has {tokenizer.vocab_size:,} tokens, more than the "
+            f"model's {values['vocab_size']:,} embeddings"
+        )
     config = config_from_bert(values, tokenizer.mask_id)
     model = MaskedLM(config)
     load_state_into(model, state_dict_from_bert(hf_state, config.n_layer), source=str(weights))

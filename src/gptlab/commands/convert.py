@@ -19,6 +19,7 @@ examples:
   gptlab export runs/shakespeare --format onnx --out exported/onnx            # model.onnx
   gptlab export runs/shakespeare --format torch-export --out exported/program # model.pt2
   gptlab export runs/mlm --out exported/mlm                         # an encoder, as BERT
+  gptlab export runs/spam-encoder --out exported/spam-bert  # BertForSequenceClassification
 """
 IMPORT_EXAMPLES = """\
 examples:
@@ -40,7 +41,9 @@ def add_parser(subparsers) -> None:
         help="write a run as a Hugging Face GPT-2 (or, for an encoder, BERT) folder",
         description="Write a folder that transformers' GPT2LMHeadModel.from_pretrained (and, for the "
         "GPT-2 tokenizer, GPT2TokenizerFast.from_pretrained) load, with the same logits; for a "
-        "masked-language-model run (train --objective mlm), one that BertForMaskedLM loads.",
+        "masked-language-model run (train --objective mlm), one that BertForMaskedLM loads; for a "
+        "classifier fine-tuned on one (first-token pooling with BERT's pooler), one that "
+        "BertForSequenceClassification loads.",
         epilog=EXPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -103,20 +106,16 @@ def add_parser(subparsers) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from gptlab.adapters import adapter_kind, merged_model
     from gptlab.errors import ConfigError
+    from gptlab.models.classifier import EncoderClassifier
     from gptlab.pretrained import export_hf, load_model
 
     model, tokenizer, info = load_model(args.model, task="any")
-    if info["task"] == "mlm":
+    if info["task"] == "mlm" or isinstance(model, EncoderClassifier):
         if args.format != "hf":
             raise ConfigError(
                 f"--format {args.format} exports GPTs; an encoder exports as hf (BERT)"
             )
-        return _export_bert(model, tokenizer, args)
-    if info.get("config", {}).get("body") == "encoder":
-        raise ConfigError(
-            f"{args.model} classifies with an encoder body, which exports to no Hugging Face "
-            "class yet (BertForSequenceClassification's mapping is not written)"
-        )
+        return _export_bert(model, tokenizer, info, args)
     quantization = info.get("config", {}).get("quantization")
     if args.format != "hf":
         return _export_portable(args, model, tokenizer, info)
@@ -193,17 +192,24 @@ def _export_portable(args, model, tokenizer, info: dict) -> int:
     return 0 if agrees else 1
 
 
-def _export_bert(model, tokenizer, args) -> int:
+def _export_bert(model, tokenizer, info: dict, args) -> int:
     from gptlab.errors import ConfigError
     from gptlab.pretrained_bert import export_bert
 
     if args.merged:
         raise ConfigError(f"--merged folds a LoRA adapter into the weights; {args.model} has none")
+    if "quantization" in info.get("config", {}):
+        raise ConfigError(f"{args.model} is quantized; BERT holds float weights: export its source")
     out = export_bert(model, tokenizer, args.out)
-    print(
-        f"wrote {out}: BertForMaskedLM.from_pretrained({str(out)!r}) loads it (its "
-        f"{tokenizer.kind} tokenizer with [MASK] is gptlab's own: load it with gptlab)"
+    architecture = (
+        "BertForSequenceClassification" if info["task"] == "classify" else "BertForMaskedLM"
     )
+    note = (
+        "BertTokenizerFast loads its WordPiece tokenizer"
+        if tokenizer.kind == "wordpiece"
+        else f"its {tokenizer.kind} tokenizer with [MASK] is gptlab's own: load it with gptlab"
+    )
+    print(f"wrote {out}: {architecture}.from_pretrained({str(out)!r}) loads it ({note})")
     return 0
 
 
@@ -321,7 +327,13 @@ def run_info(args: argparse.Namespace) -> int:
         ("positions", getattr(c, "positions", "learned")),
         *([("task", "mlm: a bidirectional encoder (BERT-style)")] if info["task"] == "mlm" else []),
         *(
-            [("task", f"classify: {', '.join(model.head.labels)} ({model.head.pooling} pooling)")]
+            [
+                (
+                    "task",
+                    f"classify: {', '.join(model.head.labels)} ({model.head.pooling} pooling"
+                    + (", BERT's pooler)" if model.head.pooler else ")"),
+                )
+            ]
             if info["task"] == "classify"
             else []
         ),

@@ -1,4 +1,5 @@
 """`gptlab eval`: loss and perplexity of a language model on its validation split or a file;
+masked-token loss, perplexity and accuracy of a masked-language model (an encoder) likewise;
 accuracy, F1 and the confusion matrix of a classifier on its test split or a labelled file;
 the response-only loss of an instruction run, and with --generate the BLEU, chrF and ROUGE of its
 greedy responses; with --generations, any model's generated text scored against references
@@ -23,6 +24,8 @@ examples:
   gptlab eval --generations answers.jsonl          # a file with "generation" and "reference" fields
   gptlab eval runs/instruct --generations answers.txt      # against the run's test-split outputs
   gptlab eval runs/reverse --split test --beam 5   # a seq2seq run: loss, perplexity, exact match
+  gptlab eval runs/mlm                             # an encoder: masked loss, perplexity, accuracy
+  gptlab eval runs/mlm --mask-seed 1 --json        # the same text, other tokens masked
 """
 
 
@@ -52,8 +55,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--split",
         choices=["train", "val", "test"],
-        default="test",
-        help="a classifier's or an instruction run's split to evaluate (default test)",
+        help="a classifier's, instruction or seq2seq run's split to evaluate (default test); "
+        "a masked-language model's (train or val, default val)",
     )
     parser.add_argument(
         "--text-column", help="a classifier's --data text column (default: the run's)"
@@ -112,19 +115,26 @@ def add_parser(subparsers) -> None:
         default=1,
         help="a seq2seq run: decode with beam search of this width (default 1: greedy)",
     )
+    parser.add_argument(
+        "--mask-seed",
+        type=int,
+        default=0,
+        help="a masked-language model: the seed of the tokens masked (default 0; the same seed "
+        "masks the same tokens, so the figures repeat)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(run=run, command="eval")
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.data.text import TokenData, resolve_text, tokenize_corpus
     from gptlab.device import resolve_device
     from gptlab.errors import ConfigError
     from gptlab.evaluation import perplexity
     from gptlab.pretrained import load_model
     from gptlab.runs import run_task
 
+    asked_split, args.split = args.split, args.split or "test"
     if args.generations:
         from gptlab.commands.eval_generations import score_generations
 
@@ -148,7 +158,13 @@ def run(args: argparse.Namespace) -> int:
         return _seq2seq(args, device)
     if args.beam != 1:
         raise ConfigError("--beam is for seq2seq runs (encoder-decoders)")
-    model, tokenizer, info = load_model(args.model, device, args.checkpoint)
+    model, tokenizer, info = load_model(args.model, device, args.checkpoint, task="any")
+    if info["task"] == "mlm":
+        if args.generate:
+            raise ConfigError(
+                "--generate answers instructions; a masked-language model fills masks"
+            )
+        return _masked_lm(args, model, tokenizer, info, device, asked_split or "val")
     if args.generate and run_task(info.get("config", {})) != "instruct":
         raise ConfigError(
             f"{args.model} is not an instruction run: --generate answers the instructions of one "
@@ -158,19 +174,7 @@ def run(args: argparse.Namespace) -> int:
         return _classifier(args, model, tokenizer, info, device)
     if run_task(info.get("config", {})) == "instruct":
         return _instruction(args, model, tokenizer, info, device)
-    if args.data:
-        source = str(resolve_text(args.data))
-        tokens = tokenize_corpus(resolve_text(args.data), tokenizer)
-    elif "data" not in info.get("config", {}).get("data", {}):
-        raise ConfigError(
-            f"{args.model} has no training data to take a validation split from: pass --data FILE"
-        )
-    else:
-        data = info["config"]["data"]
-        source = f"{data['data']} (validation split)"
-        tokens = TokenData.from_file(
-            resolve_text(data["data"]), tokenizer, data.get("val_fraction", 0.1)
-        ).val
+    source, tokens = _text_tokens(args, tokenizer, info, "val")
     result = perplexity(
         model, tokens, model.config.context_length, args.batch_size, device, progress=not args.json
     )
@@ -181,6 +185,52 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{source}: loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f} over {result['tokens']:,} tokens"
         )
+    return 0
+
+
+def _text_tokens(args, tokenizer, info: dict, split: str):
+    """(what it is, token array): --data's tokens, or a split ("train" or "val") of the text the
+    run was trained on, cut where training cut it."""
+    from gptlab.data.text import TokenData, resolve_text, tokenize_corpus
+    from gptlab.errors import ConfigError
+
+    if args.data:
+        return str(resolve_text(args.data)), tokenize_corpus(resolve_text(args.data), tokenizer)
+    if "data" not in info.get("config", {}).get("data", {}):
+        raise ConfigError(
+            f"{args.model} has no training data to take a validation split from: pass --data FILE"
+        )
+    data = info["config"]["data"]
+    tokens = TokenData.from_file(
+        resolve_text(data["data"]), tokenizer, data.get("val_fraction", 0.1)
+    )
+    name = "validation" if split == "val" else split
+    return f"{data['data']} ({name} split)", tokens.val if split == "val" else tokens.train
+
+
+def _masked_lm(args, model, tokenizer, info, device, split: str) -> int:
+    """Masked-token loss, perplexity and accuracy of an encoder over every token of a split of
+    its corpus (or of --data), masked as in training (15%; 80/10/10) with --mask-seed's draws."""
+    from gptlab.errors import ConfigError
+    from gptlab.tasks.masked_lm import masked_report
+
+    if split == "test":
+        raise ConfigError(
+            "a masked-language model's corpus is split in train and val only: use --split val"
+        )
+    source, tokens = _text_tokens(args, tokenizer, info, split)
+    result = masked_report(
+        model, tokens, tokenizer, args.batch_size, device, args.mask_seed, progress=not args.json
+    )
+    result.update(data=source, mask_seed=args.mask_seed)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{source}: masked loss {result['loss']:.4f}, perplexity {result['perplexity']:.3f}, "
+        f"accuracy {result['accuracy']:.2%} over {result['masked']:,} masked of "
+        f"{result['tokens']:,} tokens (mask seed {args.mask_seed})"
+    )
     return 0
 
 

@@ -118,6 +118,14 @@ def add_parser(subparsers) -> None:
         "a masked-language model) the first token (default: last for a GPT, first for an encoder)",
     )
     classify.add_argument(
+        "--pooler",
+        default=S,
+        action=argparse.BooleanOptionalAction,
+        help="an encoder with first-token pooling: pass that state through BERT's pooler (dense "
+        "+ tanh) before the head, as BertForSequenceClassification does, so the run exports to "
+        "it (default: on for first-token pooling)",
+    )
+    classify.add_argument(
         "--padding-side",
         default=S,
         choices=PADDING_SIDES,
@@ -216,6 +224,8 @@ def _check_pooling(rest: dict, is_encoder: bool, adapter) -> None:
             "--pooling first is for encoders: a GPT's first token has seen only itself "
             "(use last or mean)"
         )
+    if rest.get("pooler") and (not is_encoder or rest.get("pooling", "first") != "first"):
+        raise ConfigError("--pooler is BERT's: it goes on an encoder with --pooling first")
 
 
 def _classify(settings: dict, tensorboard: bool) -> int:
@@ -304,8 +314,9 @@ def _classify(settings: dict, tensorboard: bool) -> int:
         pad_id = tokenizer.eos_id if tokenizer.eos_id is not None else 0
         torch.manual_seed(probe.seed)  # the new head's initial weights: a run is its settings
         pooling = rest.get("pooling", "first" if is_encoder else "last")
+        pooler = rest.get("pooler", is_encoder and pooling == "first")
         model = classifier_from_body(
-            body, data.names, pad_id, pooling, rest.get("padding_side", "right")
+            body, data.names, pad_id, pooling, rest.get("padding_side", "right"), pooler
         )
         if adapter is not None:
             model = attach(model, adapter, tokenizer)

@@ -142,14 +142,21 @@ def _counts(part: LabelledTexts, names: list[str]) -> dict[str, int]:
 
 
 def classifier_from_body(
-    body: GPT, names: list[str], pad_id: int, pooling: str = "last", padding_side: str = "right"
+    body: GPT,
+    names: list[str],
+    pad_id: int,
+    pooling: str = "last",
+    padding_side: str = "right",
+    pooler: bool = False,
 ) -> GPTClassifier:
     """A new classifier over `names` on a (pretrained) GPT body, or an encoder (a masked-language
-    model's); its head starts small and random."""
+    model's, with BERT's pooler when `pooler`); its head starts small and random."""
     from gptlab.models.classifier import EncoderClassifier
     from gptlab.models.encoder import Encoder
 
-    head = ClassifierConfig(labels=names, pooling=pooling, padding_side=padding_side, pad_id=pad_id)
+    head = ClassifierConfig(
+        labels=names, pooling=pooling, padding_side=padding_side, pad_id=pad_id, pooler=pooler
+    )
     return (EncoderClassifier if isinstance(body, Encoder) else GPTClassifier)(body, head)
 
 

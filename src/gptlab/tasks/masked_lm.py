@@ -1,5 +1,5 @@
 """The masked-language-model task: masked windows of a corpus for the trainer, and masked-token
-accuracy on held-out text.
+loss, perplexity and accuracy on held-out text (during training, and for `gptlab eval`).
 
     tokenizer = with_mask_token(get_tokenizer("char", text=corpus))
     model = MaskedLM(EncoderConfig.from_gpt(shape, mask_id=tokenizer.mask_id))
@@ -12,6 +12,9 @@ resuming is exact and every evaluation masks the same tokens.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,7 +32,8 @@ def masked_batch(ids: torch.Tensor, tokenizer, seed: int) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def masked_metrics(model: nn.Module, batches) -> dict:
-    """Loss over the masked tokens, and the share of them whose most likely id is the original."""
+    """Loss over the masked tokens, its perplexity, the share of them whose most likely id is
+    the original (accuracy), and how many there were (masked)."""
     total_loss, correct, count = 0.0, 0, 0
     for inputs, labels in batches:
         logits, loss = model(inputs, labels)  # logits (N, V) of the N masked positions
@@ -37,7 +41,60 @@ def masked_metrics(model: nn.Module, batches) -> dict:
         total_loss += loss.float().item() * len(wanted)
         correct += int((logits.argmax(-1) == wanted).sum())
         count += len(wanted)
-    return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
+    loss = total_loss / max(count, 1)
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss) if loss < 700 else math.inf,
+        "accuracy": correct / max(count, 1),
+        "masked": count,
+    }
+
+
+def masked_report(
+    model: nn.Module,
+    tokens: np.ndarray,
+    tokenizer,
+    batch_size: int = 8,
+    device="cpu",
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """`masked_metrics` over every token of `tokens`, as `gptlab eval` reports it.
+
+    The tokens are cut into consecutive windows of the model's context (the last one may be
+    shorter, and is a batch of its own), `batch_size` windows a batch; batch i is masked with
+    draws from `seed + i`, so the same model, tokens and seed give the same number at every
+    call, on any device. Adds "tokens" (how many were read) to the metrics."""
+    from gptlab.errors import DataError
+
+    block = model.config.context_length
+    n = len(tokens)
+    if n < 2:
+        raise DataError("need at least two tokens to mask and predict")
+    starts = list(range(0, n - block + 1, block))
+    batches = [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
+    tail = starts[-1] + block if starts else 0
+    windows = [
+        torch.from_numpy(np.stack([np.asarray(tokens[s : s + block], np.int64) for s in group]))
+        for group in batches
+    ]
+    if tail < n:  # the rest, shorter than a window
+        windows.append(torch.from_numpy(np.asarray(tokens[tail:n], np.int64))[None, :])
+    if progress:
+        from tqdm.auto import tqdm
+
+        windows = tqdm(windows, desc="eval", unit="batch", leave=False)
+    was_training = model.training
+    model.eval()
+    metrics = masked_metrics(
+        model,
+        (
+            tuple(t.to(device) for t in masked_batch(ids, tokenizer, seed + i))
+            for i, ids in enumerate(windows)
+        ),
+    )
+    model.train(was_training)
+    return {**metrics, "tokens": n}
 
 
 def mlm_trainer(model, train_cfg, data, tokenizer, device, callbacks, group):

@@ -5,6 +5,7 @@
 - `ByteLevelBPE`: the same algorithm from scratch, with training, written to be read.
 - `TrainedBPE`: a byte-level BPE trained on your text with `tokenizers`, with <pad> <bos> <eos>
   <unk>; `train_parallel_tokenizers` makes a joint or a separate pair of them for translation.
+- `WordPieceTokenizer`: BERT's WordPiece, read from a BERT folder (an imported encoder's).
 
 `get_tokenizer("gpt2")` makes one by name; `tokenizer.save(folder)` and `load_tokenizer(folder)`
 store one with a model.
@@ -22,6 +23,7 @@ from gptlab.tokenizers.parallel import (
     train_parallel_tokenizers,
 )
 from gptlab.tokenizers.trained import TrainedBPE
+from gptlab.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = [
     "END_OF_TEXT",
@@ -32,6 +34,7 @@ __all__ = [
     "GPT2Tokenizer",
     "Tokenizer",
     "TrainedBPE",
+    "WordPieceTokenizer",
     "bytes_to_unicode",
     "get_tokenizer",
     "load_parallel_tokenizers",

@@ -11,10 +11,18 @@ from gptlab.tokenizers.char import CharTokenizer
 from gptlab.tokenizers.gpt2 import GPT2_NAMES, GPT2Tokenizer
 from gptlab.tokenizers.symbols import SymbolTokenizer
 from gptlab.tokenizers.trained import TrainedBPE
+from gptlab.tokenizers.wordpiece import WordPieceTokenizer
 
 TOKENIZER_KINDS: dict[str, type[Tokenizer]] = {
     tokenizer_class.kind: tokenizer_class
-    for tokenizer_class in (CharTokenizer, GPT2Tokenizer, ByteLevelBPE, SymbolTokenizer, TrainedBPE)
+    for tokenizer_class in (
+        CharTokenizer,
+        GPT2Tokenizer,
+        ByteLevelBPE,
+        SymbolTokenizer,
+        TrainedBPE,
+        WordPieceTokenizer,
+    )
 }
 
 
