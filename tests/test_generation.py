@@ -455,3 +455,25 @@ def test_a_step_past_the_kv_cache_is_a_context_length_error(model):
             kv_cache=model.new_kv_cache(1, 4),
             input_pos=torch.arange(5),
         )
+
+
+def test_a_new_thread_reaches_the_cuda_graph_trees_storage():
+    """The server decodes in a thread of its own: there, after `cuda_graphs_in_this_thread`,
+    the CUDA graph trees find their per-thread managers (torch 2.11 failed an assertion)."""
+    import threading
+
+    from torch._inductor import cudagraph_trees as trees
+
+    from gptlab.generation.decoder import cuda_graphs_in_this_thread
+
+    found = []
+
+    def in_thread():
+        cuda_graphs_in_this_thread()
+        found.append(trees.get_obj(trees.local, "tree_manager_containers"))
+        found.append(trees.get_obj(trees.local, "tree_manager_locks"))
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert len(found) == 2 and isinstance(found[0], dict)

@@ -16,6 +16,8 @@ its first real token, and the padding slots are hidden from attention.
 
 from __future__ import annotations
 
+import collections
+import threading
 import warnings
 
 import torch
@@ -113,6 +115,27 @@ def compiled_extend_step():
             extend_step, options=COMPILE_OPTIONS, fullgraph=True, dynamic=False
         )
     return _compiled_extend_step
+
+
+def cuda_graphs_in_this_thread() -> None:
+    """Let compiled decoding capture CUDA graphs in a thread other than the one that imported
+    torch's CUDA graph trees (the server's scheduler thread, say).
+
+    The trees keep their managers in thread-local storage. Newer torch sets it up for any new
+    thread by itself; torch 2.11 has it only in the importing thread (and the autograd threads it
+    starts), so a second thread's first graph fails an assertion in `get_obj`. This gives the
+    calling thread storage of its own, as the newer releases do. A no-op where it is not needed.
+    """
+    try:
+        from torch._inductor import cudagraph_trees as trees
+    except ImportError:  # a build without Inductor: nothing is captured
+        return
+    if hasattr(trees, "_initialize_tls") or hasattr(trees.local, "tree_manager_containers"):
+        return  # newer torch, or a thread that has its storage
+    if torch._C._is_key_in_tls("tree_manager_containers"):
+        return  # a thread that inherited the storage
+    trees.local.tree_manager_containers = {}
+    trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
 
 
 def left_pad(

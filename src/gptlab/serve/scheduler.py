@@ -52,6 +52,7 @@ from gptlab.generation import (
     left_pad,
     next_token,
 )
+from gptlab.generation.decoder import cuda_graphs_in_this_thread
 from gptlab.generation.loop import eval_mode, new_generator
 
 log = logging.getLogger("gptlab.serve")
@@ -229,6 +230,7 @@ class Scheduler:
     # -- the scheduler thread --------------------------------------------------------------
 
     def _run(self) -> None:
+        cuda_graphs_in_this_thread()  # the compiled steps capture their graphs in this thread
         with torch.inference_mode(), eval_mode(self.model):
             try:
                 self.decoder.open_rows(self.max_batch, self.slots)
