@@ -1,6 +1,8 @@
-"""Choosing a device and a compute precision."""
+"""Choosing a device, a compute precision and the number of CPU threads."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -37,3 +39,21 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise ConfigError(f"unknown dtype {name!r}: use auto, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+# Below this many parameters a model trains on one CPU thread unless told otherwise. Its
+# matrices are small (the CPU preset multiplies 768 x 128 by 128 x 512), so a second thread
+# gains little even on an idle machine, while on a busy one OpenMP's threads wait for each other
+# at every operation: on two cores shared with two other busy processes, a step of the CPU
+# preset took 143 ms on one thread and 1,316 ms on two (benchmarks/vs_reference_cpu.py).
+SMALL_MODEL_PARAMS = 5_000_000
+
+
+def cpu_threads(requested: int, num_params: int) -> int:
+    """The threads to train a model of `num_params` on the CPU: `requested` when positive; else
+    OMP_NUM_THREADS's count when it is set; else one for a small model, torch's count for others."""
+    if requested > 0:
+        return requested
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return torch.get_num_threads()  # torch read it at start-up
+    return 1 if num_params < SMALL_MODEL_PARAMS else torch.get_num_threads()

@@ -306,12 +306,22 @@ def _train(settings: dict, resume: Path | None, tensorboard: bool) -> int:
         trainer.load_state_dict(load_trainer_state(run_dir / STATE_FILE))
     if group.is_main:
         print(
-            f"training {model.num_params() / 1e6:.2f}M parameters on {device} ({trainer.dtype}), "
+            f"training {model.num_params() / 1e6:.2f}M parameters on {device} ({trainer.dtype}"
+            f"{_threads_note(device)}), "
             f"{len(data.train):,} train / {len(data.val):,} val tokens, {train_cfg.max_iters} steps -> {run_dir}",
             file=sys.stderr,
         )
     fit_and_report(trainer, group, run_dir)
     return 0
+
+
+def _threads_note(device) -> str:
+    import torch
+
+    if device.type != "cpu":
+        return ""
+    threads = torch.get_num_threads()
+    return f", {threads} thread{'s' if threads > 1 else ''}"
 
 
 # -- what pretraining shares with domain fine-tuning (gptlab.commands.finetune_lm) ---------

@@ -35,6 +35,9 @@ class TrainConfig:
     log_interval: int = 10
     seed: int = 1337
     device: str = "auto"
+    # CPU threads; 0 picks: OMP_NUM_THREADS when set, else one for a model under 5M parameters
+    # (see gptlab.device.cpu_threads), else torch's default (one per core).
+    threads: int = 0
     dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
     compile: bool = False
     # torch.compile's mode: "reduce-overhead" replays the step as CUDA graphs, which pays where
@@ -54,7 +57,14 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("warmup_iters", "eval_interval", "weight_decay", "grad_clip", "min_lr"):
+        for name in (
+            "warmup_iters",
+            "eval_interval",
+            "weight_decay",
+            "grad_clip",
+            "min_lr",
+            "threads",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.lr <= 0:
