@@ -31,3 +31,15 @@ def test_omp_num_threads_is_respected_when_set(monkeypatch, restore_threads):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     torch.set_num_threads(2)  # what torch read from the variable at start-up
     assert cpu_threads(0, num_params=1000) == 2
+
+
+def test_auto_trains_in_bfloat16_on_a_cpu_with_amx_and_infers_in_float32(monkeypatch):
+    import gptlab.device as device_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: True)
+    assert device_module.resolve_dtype("auto", cpu, training=True) == torch.bfloat16
+    assert device_module.resolve_dtype("auto", cpu) == torch.float32
+    assert device_module.resolve_dtype("float32", cpu, training=True) == torch.float32
+    monkeypatch.setattr(device_module, "cpu_has_amx", lambda: False)
+    assert device_module.resolve_dtype("auto", cpu, training=True) == torch.float32

@@ -88,7 +88,7 @@ class Trainer:
         self.count_items = count_items
         self.evaluator = evaluator
         self.monitor = monitor
-        self.dtype = resolve_dtype(config.dtype, device)
+        self.dtype = resolve_dtype(config.dtype, device, training=True)
         if device.type == "cpu":  # a setting of the whole process, as OMP_NUM_THREADS is
             num_params = sum(p.numel() for p in model.parameters())
             torch.set_num_threads(cpu_threads(config.threads, num_params))
