@@ -59,7 +59,7 @@ def cpu_has_amx() -> bool:
 # matrices are small (the CPU preset multiplies 768 x 128 by 128 x 512), so a second thread
 # gains little even on an idle machine, while on a busy one OpenMP's threads wait for each other
 # at every operation: on two cores shared with two other busy processes, a step of the CPU
-# preset took 143 ms on one thread and 1,316 ms on two (benchmarks/vs_reference_cpu.py).
+# preset took 143 ms on one thread and 1,316 ms on two (medians, one process alternating).
 SMALL_MODEL_PARAMS = 5_000_000
 
 
