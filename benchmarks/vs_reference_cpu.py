@@ -8,7 +8,9 @@ README (`--device=cpu --compile=False`, the shape above, `--dropout=0.0`, `--log
 gptlab runs the command its README gives. Each run is a child process timed from start to exit,
 imports, data and checkpoints included; the two alternate (gptlab first in odd repetitions, the
 reference first in even ones), with the same number of threads (`OMP_NUM_THREADS`), so that the
-load of a shared machine hits both alike. The final validation loss of each comes from its own
+load of a shared machine hits both alike. Each child's CPU seconds (user + system) are given
+too: on one thread they are its work, which other processes' load changes far less than its
+wall time. The final validation loss of each comes from its own
 log (gptlab: metrics.jsonl; nanoGPT: its "step N: ... val loss" line); nanoGPT measures it on
 20 random batches, gptlab on 20 fixed, evenly spread ones.
 
@@ -97,16 +99,19 @@ def prepare_reference_data(reference: Path) -> None:
         pickle.dump(meta, file)
 
 
-def run_child(command: list[str], cwd: Path, env: dict, log: Path) -> float:
-    """Run one child process to its end, its output to `log`; return its wall seconds."""
+def run_child(command: list[str], cwd: Path, env: dict, log: Path) -> tuple[float, float]:
+    """Run one child process to its end, its output to `log`; return its wall seconds and the
+    CPU seconds (user + system) it used, which the load of other processes changes far less."""
     started = time.perf_counter()
     with open(log, "w") as out:
-        done = subprocess.run(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
-        sys.exit(f"{' '.join(command[:4])} ... failed (exit {done.returncode}):\n{tail}")
-    return seconds
+        sys.exit(f"{' '.join(command[:4])} ... failed (exit {code}):\n{tail}")
+    return seconds, usage.ru_utime + usage.ru_stime
 
 
 def gptlab_val_loss(run_dir: Path) -> float:
@@ -155,6 +160,7 @@ def main() -> None:
     )
 
     times: dict[str, list[float]] = {"gptlab": [], "reference": []}
+    cpu_times: dict[str, list[float]] = {"gptlab": [], "reference": []}
     losses: dict[str, list[float]] = {"gptlab": [], "reference": []}
     for rep in range(args.reps):
         order = ("gptlab", "reference") if rep % 2 == 0 else ("reference", "gptlab")
@@ -165,32 +171,34 @@ def main() -> None:
                 command = [sys.executable, "-m", "gptlab", "train"]
                 command += ["--preset", "shakespeare-char-cpu", "--out", str(run_dir)]
                 command += ["--max-iters", str(steps), *gptlab_extra]
-                seconds = run_child(command, Path.cwd(), env, log)
+                seconds, cpu = run_child(command, Path.cwd(), env, log)
                 loss = gptlab_val_loss(run_dir)
             else:
                 command = [sys.executable, "train.py", "config/train_shakespeare_char.py"]
                 command += [*REFERENCE_FLAGS, f"--max_iters={steps}", f"--lr_decay_iters={steps}"]
                 command += [f"--out_dir={work / f'reference-out-{rep}'}"]
-                seconds = run_child(command, args.reference, env, log)
+                seconds, cpu = run_child(command, args.reference, env, log)
                 loss = reference_val_loss(log)
             times[name].append(seconds)
+            cpu_times[name].append(cpu)
             losses[name].append(loss)
             print(
-                f"  rep {rep + 1} {name}: {seconds:.1f} s, val loss {loss:.4f}, "
+                f"  rep {rep + 1} {name}: {seconds:.1f} s ({cpu:.1f} s of CPU), val loss {loss:.4f}, "
                 f"load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
 
-    median = {name: statistics.median(values) for name, values in times.items()}
     print()
     print("| | gptlab | nanoGPT | nanoGPT / gptlab |")
     print("| --- | ---: | ---: | ---: |")
-    print(
-        f"| median wall s | {median['gptlab']:.1f} | {median['reference']:.1f} | "
-        f"{median['reference'] / median['gptlab']:.2f}x |"
-    )
-    each = {name: ", ".join(f"{s:.1f}" for s in values) for name, values in times.items()}
-    print(f"| each run s | {each['gptlab']} | {each['reference']} | |")
+    for label, values in (("wall s", times), ("CPU s", cpu_times)):
+        median = {name: statistics.median(seconds) for name, seconds in values.items()}
+        print(
+            f"| median {label} | {median['gptlab']:.1f} | {median['reference']:.1f} | "
+            f"{median['reference'] / median['gptlab']:.2f}x |"
+        )
+        each = {name: ", ".join(f"{s:.1f}" for s in seconds) for name, seconds in values.items()}
+        print(f"| each run, {label} | {each['gptlab']} | {each['reference']} | |")
     final = {name: ", ".join(f"{v:.4f}" for v in values) for name, values in losses.items()}
     print(f"| final val loss | {final['gptlab']} | {final['reference']} | |")
     print(f"\nthreads {threads}; load average at the end {os.getloadavg()[0]:.2f}; logs in {work}")
