@@ -38,7 +38,8 @@ class TrainConfig:
     # CPU threads; 0 picks: OMP_NUM_THREADS when set, else one for a model under 5M parameters
     # (see gptlab.device.cpu_threads), else torch's default (one per core).
     threads: int = 0
-    # auto | float32 | bfloat16 (autocast); auto: bf16 on CUDA and on CPUs with AMX, else fp32
+    # auto | fast | float32 | bfloat16 (autocast); auto: bf16 on CUDA GPUs that have it, else
+    # float32; fast: also bf16 on CPUs with AMX (gptlab.device.resolve_dtype)
     dtype: str = "auto"
     compile: bool = False
     # torch.compile's mode: "reduce-overhead" replays the step as CUDA graphs, which pays where
