@@ -12,7 +12,7 @@ from gptlab.errors import ConfigError
 
 EXAMPLES = """\
 examples:
-  gptlab train --preset shakespeare-char-cpu --out runs/shakespeare-cpu   # ~2.5 min on 2 CPU cores
+  gptlab train --preset shakespeare-char-cpu --out runs/shakespeare-cpu   # ~2 min on 2 CPU cores
   gptlab train --preset shakespeare-char-cpu --threads 2 --dtype float32  # not the CPU defaults
   gptlab train --preset shakespeare-char --out runs/shakespeare           # the default job, for a GPU
   gptlab train --preset gpt2-mini --out runs/gpt2-mini --compile          # the local GPT-2-BPE base
