@@ -294,3 +294,23 @@ def test_kv_cache_left_padded_batch_matches_each_row_alone(gpt):
         alone, _ = gpt(row[None, :-1], all_logits=True)  # (1, n + steps - 1, V)
         n = int(prompt_lengths[b])
         assert_close(batch_logits[b], alone[0, n - 1 :])
+
+
+def test_bfloat16_attention_on_the_cpu_runs_in_float32(mha, monkeypatch):
+    """Under bf16 autocast on the CPU the products around attention are bf16, but attention
+    itself gets float32 (the CPU's bf16 attention kernel is the slow one) and hands back bf16."""
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def recording_sdpa(q, k, v, **options):
+        seen.append((q.dtype, k.dtype, v.dtype))
+        return sdpa(q, k, v, **options)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording_sdpa)
+    torch.manual_seed(2)
+    x = torch.randn(B, T, C)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mha(x, is_causal=True)
+    assert seen == [(torch.float32,) * 3]
+    assert out.dtype == torch.bfloat16
+    assert_close(out.float(), mha(x, is_causal=True), rtol=0, atol=0.05)

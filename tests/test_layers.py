@@ -184,3 +184,12 @@ def test_sinusoidal_encoding_crop_keeps_the_first_positions():
     encoding.crop(4)
     assert encoding.num_embeddings == 4
     assert torch.equal(encoding(torch.arange(4)), first)
+
+
+def test_feed_forward_takes_the_exact_gelu_when_asked():
+    torch.manual_seed(0)
+    ff = FeedForward(C, gelu="none")
+    x = 4 * torch.randn(2, 3, C)
+    hidden = x @ ff.c_fc.weight.T + ff.c_fc.bias  # (B, T, 4C)
+    erf_gelu = 0.5 * hidden * (1.0 + torch.erf(hidden / math.sqrt(2.0)))
+    assert_close(ff(x), erf_gelu @ ff.c_proj.weight.T + ff.c_proj.bias, rtol=0, atol=1e-6)

@@ -135,6 +135,19 @@ def test_config_from_hf_reads_gpt2_shape_and_eps():
     assert config_from_hf(hf_config) == expected
 
 
+def test_an_exact_gelu_model_exports_as_hf_gelu_and_gives_hf_logits():
+    config = dataclasses.replace(CONFIG, gelu="none")
+    values = config_to_hf(config)
+    assert values["activation_function"] == "gelu"  # transformers' name for the erf form
+    assert config_from_hf(values) == config
+    hf = hf_gpt2(config)
+    model = GPT(config).eval()
+    model.load_state_dict(state_dict_from_hf(hf.state_dict()), strict=True)
+    idx = torch.randint(0, 61, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert_close(model(idx, all_logits=True)[0], hf(input_ids=idx).logits, rtol=0, atol=1e-5)
+
+
 def test_config_from_hf_accepts_pytorch_tanh_gelu():
     values = {**config_to_hf(CONFIG), "activation_function": "gelu_pytorch_tanh"}
     assert config_from_hf(values) == CONFIG

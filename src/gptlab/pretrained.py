@@ -28,6 +28,8 @@ CONV1D_SUFFIXES = (
 )
 # Buffers older transformers versions keep in the state dict: a causal mask and a constant.
 HF_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+# transformers' activation_function -> GPTConfig.gelu
+GELU_OF_ACTIVATION = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 
 
 def config_from_hf(hf_config) -> GPTConfig:
@@ -39,9 +41,9 @@ def config_from_hf(hf_config) -> GPTConfig:
             f"expected a GPT-2 checkpoint (model_type 'gpt2'), got model_type {model_type!r}"
         )
     activation = values.get("activation_function", "gelu_new")
-    if activation not in ("gelu_new", "gelu_pytorch_tanh"):
+    if activation not in GELU_OF_ACTIVATION:
         raise CheckpointError(
-            f"gptlab's GPT uses GPT-2's tanh GELU; this checkpoint uses {activation!r}"
+            f"gptlab's GPT uses GPT-2's tanh GELU or the exact one; this checkpoint uses {activation!r}"
         )
     if values.get("n_inner") not in (None, 4 * values["n_embd"]):
         raise CheckpointError(
@@ -55,6 +57,7 @@ def config_from_hf(hf_config) -> GPTConfig:
         n_embd=values["n_embd"],
         dropout=0.0,
         layer_norm_eps=values.get("layer_norm_epsilon", 1e-5),
+        gelu=GELU_OF_ACTIVATION[activation],
     )
 
 
@@ -77,7 +80,7 @@ def config_to_hf(config: GPTConfig) -> dict:
         "n_layer": config.n_layer,
         "n_head": config.n_head,
         "n_inner": None,
-        "activation_function": "gelu_new",
+        "activation_function": "gelu" if config.gelu == "none" else "gelu_new",
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout,

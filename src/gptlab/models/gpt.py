@@ -40,7 +40,9 @@ class GPT(nn.Module):
             self.wpe = SinusoidalPositionalEncoding(config.context_length, C)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(
-            GPTBlock(C, config.n_head, config.dropout, config.bias, config.layer_norm_eps)
+            GPTBlock(
+                C, config.n_head, config.dropout, config.bias, config.layer_norm_eps, config.gelu
+            )
             for _ in range(config.n_layer)
         )
         self.ln_f = LayerNorm(C, bias=config.bias, eps=config.layer_norm_eps)

@@ -144,13 +144,20 @@ class GPTBlock(nn.Module):
     """
 
     def __init__(
-        self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, eps: float = 1e-5
+        self,
+        n_embd: int,
+        n_head: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        eps: float = 1e-5,
+        gelu: str = "tanh",
     ):
+        """gelu: "tanh" (GPT-2's approximation) or "none" (the exact erf form)."""
         super().__init__()
         self.ln_1 = LayerNorm(n_embd, bias=bias, eps=eps)
         self.attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, bias=bias)
         self.ln_2 = LayerNorm(n_embd, bias=bias, eps=eps)
-        self.mlp = FeedForward(n_embd, dropout=dropout, bias=bias)
+        self.mlp = FeedForward(n_embd, dropout=dropout, bias=bias, gelu=gelu)
 
     def forward(
         self,

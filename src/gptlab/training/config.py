@@ -35,7 +35,12 @@ class TrainConfig:
     log_interval: int = 10
     seed: int = 1337
     device: str = "auto"
-    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
+    # CPU threads; 0 picks: OMP_NUM_THREADS when set, else one for a model under 5M parameters
+    # (see gptlab.device.cpu_threads), else torch's default (one per core).
+    threads: int = 0
+    # auto | fast | float32 | bfloat16 (autocast); auto: bf16 on CUDA GPUs that have it, else
+    # float32; fast: also bf16 on CPUs with AMX (gptlab.device.resolve_dtype)
+    dtype: str = "auto"
     compile: bool = False
     # torch.compile's mode: "reduce-overhead" replays the step as CUDA graphs, which pays where
     # launching kernels takes longer than running them (small models on a GPU).
@@ -54,7 +59,14 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("warmup_iters", "eval_interval", "weight_decay", "grad_clip", "min_lr"):
+        for name in (
+            "warmup_iters",
+            "eval_interval",
+            "weight_decay",
+            "grad_clip",
+            "min_lr",
+            "threads",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.lr <= 0:

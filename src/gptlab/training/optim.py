@@ -26,9 +26,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def make_adamw(
     model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], device_type: str
 ) -> torch.optim.AdamW:
-    """AdamW over `param_groups`, using the fused CUDA kernel where there is one (one launch for
-    all parameters instead of several per tensor)."""
-    fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+    """AdamW over `param_groups`, with the fused kernel on CUDA and the CPU: one call for all
+    parameters instead of a handful of element-wise ops per tensor. On the CPU it is what makes
+    the optimizer cheap for a small model: 2.0 ms a step against 7.0 ms for the per-tensor loop
+    (shakespeare-char-cpu, 52 tensors, one thread; benchmarks/vs_reference_cpu.py)."""
+    fused = (
+        device_type in ("cuda", "cpu")
+        and "fused" in inspect.signature(torch.optim.AdamW).parameters
+    )
     extra = {"fused": True} if fused else {}
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, **extra)
 

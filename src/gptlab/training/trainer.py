@@ -21,7 +21,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from gptlab.device import resolve_dtype
+from gptlab.device import cpu_threads, keep_freed_memory, resolve_dtype
 from gptlab.errors import ConfigError
 from gptlab.training.checkpoint import saved_state
 from gptlab.training.config import TrainConfig
@@ -89,6 +89,10 @@ class Trainer:
         self.evaluator = evaluator
         self.monitor = monitor
         self.dtype = resolve_dtype(config.dtype, device)
+        if device.type == "cpu":  # a setting of the whole process, as OMP_NUM_THREADS is
+            num_params = sum(p.numel() for p in model.parameters())
+            torch.set_num_threads(cpu_threads(config.threads, num_params))
+            keep_freed_memory()
         if device.type == "cuda":
             # TF32 for whatever still runs in float32 (bf16 autocast covers the big matmuls):
             # ~10 bits of mantissa are plenty for training and several times faster.
