@@ -31,13 +31,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from gptlab.config import GPTConfig
 from gptlab.data.sources import resolve
-from gptlab.data.text import TokenData
+from gptlab.data.text import TokenData, batch_seed
 from gptlab.device import resolve_device
 from gptlab.interpret.heads import HeadScoreRecorder, first_crossing, head_scores_figure
 from gptlab.models.gpt import GPT
@@ -111,8 +110,7 @@ class RepeatedSequences:
         return tokens[:, :-1].to(device), tokens[:, 1:].to(device)
 
     def train_batch(self, step, index, batch_size, block_size, seed, device):
-        mixed = np.random.SeedSequence((seed, step, index)).generate_state(1)[0]
-        return self.windows(int(mixed), batch_size, block_size, device)
+        return self.windows(batch_seed(seed, step, index), batch_size, block_size, device)
 
     def eval_batches(self, split, batch_size, block_size, num_batches, device):
         first = {"train": 10**9, "val": 2 * 10**9}[split]  # seeds training never draws
@@ -143,8 +141,7 @@ class WithRepeats:
 
     def train_batch(self, step, index, batch_size, block_size, seed, device):
         x, y = self.data.train_batch(step, index, batch_size, block_size, seed, device)
-        mixed = np.random.SeedSequence((seed, step, index)).generate_state(1)[0]
-        return self.with_repeats(x, y, int(mixed))
+        return self.with_repeats(x, y, batch_seed(seed, step, index))
 
     def eval_batches(self, split, batch_size, block_size, num_batches, device):
         batches = self.data.eval_batches(split, batch_size, block_size, num_batches, device)

@@ -179,7 +179,7 @@ class TokenData:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Random training windows that depend only on (seed, step, index): x, y of shape (B, T)."""
         start, stop = self.split_range("train", block_size)
-        generator = torch.Generator().manual_seed(_batch_seed(seed, step, index))
+        generator = torch.Generator().manual_seed(batch_seed(seed, step, index))
         starts = torch.randint(
             stop - start - block_size, (batch_size,), generator=generator
         ).numpy()
@@ -204,7 +204,9 @@ class TokenData:
         return TokenWindowDataset(self.tokens, start, stop, block_size, stride)
 
 
-def _batch_seed(seed: int, step: int, index: int) -> int:
+def batch_seed(seed: int, step: int, index: int) -> int:
+    """The seed of batch `index` of training step `step`: every batch drawn from (step, index)
+    alone is what makes resuming exact."""
     # SeedSequence mixes the three numbers thoroughly, so nearby (step, index) pairs give unrelated
     # streams, which seed + step * k + index would not.
     return int(np.random.SeedSequence((seed, step, index)).generate_state(1, np.uint64)[0])

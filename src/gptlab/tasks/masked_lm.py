@@ -100,7 +100,7 @@ def masked_report(
 def mlm_trainer(model, train_cfg, data, tokenizer, device, callbacks, group):
     """A Trainer of a masked-language model on masked random windows of `data`'s train split,
     evaluated on masked, evenly spread windows of its val split (loss and accuracy)."""
-    from gptlab.data.text import _batch_seed
+    from gptlab.data.text import batch_seed
     from gptlab.training.trainer import Trainer
 
     block = model.config.context_length
@@ -108,7 +108,7 @@ def mlm_trainer(model, train_cfg, data, tokenizer, device, callbacks, group):
     def train_batch(step: int, index: int):
         ids, _ = data.train_batch(step, index, train_cfg.batch_size, block, train_cfg.seed)
         # seed + 1: the masking's own stream, apart from the one that picked the windows
-        inputs, labels = masked_batch(ids, tokenizer, _batch_seed(train_cfg.seed + 1, step, index))
+        inputs, labels = masked_batch(ids, tokenizer, batch_seed(train_cfg.seed + 1, step, index))
         return inputs.to(device), labels.to(device)
 
     def evaluator(model: nn.Module) -> dict:
